@@ -1,0 +1,181 @@
+"""Shared services for markets while they add variables to the run's one PyMC model.
+
+:class:`BuildContext` gives a market its coords, its observations, parameters with priors that
+may differ element by element (e.g. by a country's role) while staying vectorised, and
+measurement terms indexed by the observation table's rows.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pymc as pm
+import pytensor.tensor as pt
+from pydantic import TypeAdapter
+
+from iff.market import Market, ParameterSpec, QuantitySpec
+from iff.models.measurement import measurement_sigma, observe
+from iff.observations import ObservationTable
+from iff.priors import PriorSpec, PriorSpecT, describe, resolve
+
+_PRIOR = TypeAdapter(PriorSpec)
+
+
+def as_prior(spec: PriorSpecT | dict[str, Any]) -> PriorSpecT:
+    """Validate a prior given as a YAML-like dict (market defaults) or pass a parsed one through."""
+    return spec if not isinstance(spec, dict) else _PRIOR.validate_python(spec)
+
+
+@dataclass
+class BuildContext:
+    """What a market needs to add its part to the model.
+
+    Attributes
+    ----------
+    model
+        The run's PyMC model (markets add to it inside ``with ctx.model``).
+    countries, years
+        Coords of the run.
+    observations
+        The validated observation table (all markets).
+    priors_used
+        Filled while building: ``{variable: description of its prior(s)}``, stored in provenance.
+    units
+        Filled while building: units of named model variables.
+    """
+
+    model: pm.Model
+    countries: list[str]
+    years: list[int]
+    observations: ObservationTable
+    priors_used: dict[str, str] = field(default_factory=dict)
+    units: dict[str, str] = field(default_factory=dict)
+
+    def coord(self, dim: str) -> list[Any]:
+        """Values of a model coord."""
+        return list(self.model.coords[dim])
+
+    def shape(self, dims: tuple[str, ...]) -> tuple[int, ...]:
+        """Lengths of the given dims."""
+        return tuple(len(self.model.coords[d]) for d in dims)
+
+    def parameter(
+        self, market: Market, spec: ParameterSpec, priors: np.ndarray | PriorSpecT | None = None
+    ) -> pt.TensorVariable:
+        """Add one declared parameter of a market, vectorised over its dims.
+
+        Parameters
+        ----------
+        market
+            The market adding it; the variable is named ``<market>_<parameter>``.
+        spec
+            The declared parameter.
+        priors
+            A prior for all elements, an object array of priors with the parameter's shape
+            (elements may differ, e.g. by a country's role), or None for the declared default.
+
+        Returns
+        -------
+        pytensor.tensor.TensorVariable
+            The parameter with shape of ``spec.dims``. Elements whose priors share a family are
+            one vectorised variable; fixed elements are constants.
+        """
+        name = f"{market.name}_{spec.name}"
+        shape = self.shape(spec.dims)
+        if priors is None:
+            priors = as_prior(spec.default_prior)
+        if not isinstance(priors, np.ndarray):
+            grid = np.empty(shape, dtype=object)
+            grid.fill(priors)
+            priors = grid
+        self.units[name] = spec.unit
+        flat = [as_prior(p) for p in priors.ravel()]
+        resolved = [resolve(p, spec.support) for p in flat]
+        self.priors_used[name] = "; ".join(sorted({describe(p, spec.support) for p in flat}))
+        groups: dict[str, list[int]] = defaultdict(list)
+        for i, (family, _) in enumerate(resolved):
+            groups[family].append(i)
+
+        if len(groups) == 1 and "Fixed" not in groups:
+            family = next(iter(groups))
+            params = {k: np.array([r[1][k] for r in resolved]).reshape(shape)
+                      for k in resolved[0][1]}
+            return _family_variable(name, family, params, spec.dims)
+
+        # Mixed families: one flat variable per family, scattered into the full array.
+        out = pt.zeros(int(np.prod(shape)))
+        for family, idx in groups.items():
+            idx_arr = np.array(idx)
+            if family == "Fixed":
+                values = np.array([resolved[i][1]["value"] for i in idx])
+                out = pt.set_subtensor(out[idx_arr], values)
+                continue
+            params = {k: np.array([resolved[i][1][k] for i in idx]) for k in resolved[idx[0]][1]}
+            dim = f"{name}_{family.lower()}_element"
+            self.model.add_coord(dim, np.arange(len(idx)))
+            var = _family_variable(f"{name}_{family.lower()}", family, params, (dim,))
+            out = pt.set_subtensor(out[idx_arr], var)
+        if set(groups) == {"Fixed"}:
+            return pt.as_tensor_variable(out.reshape(shape))
+        return pm.Deterministic(name, out.reshape(shape), dims=spec.dims)
+
+    def measure(
+        self,
+        market: Market,
+        quantity: QuantitySpec,
+        rows: pd.DataFrame,
+        latent_at_rows: pt.TensorVariable,
+        name: str | None = None,
+        sigma_extra: np.ndarray | None = None,
+        values: np.ndarray | None = None,
+    ) -> None:
+        """Add a likelihood term for the rows of one quantity code.
+
+        Parameters
+        ----------
+        market, quantity
+            Who measures what (decides the support, default CV and variable name).
+        rows
+            The observation rows (same order as ``latent_at_rows``).
+        latent_at_rows
+            True values at those rows, in the quantity's unit.
+        name
+            Variable name (default ``<market>_<quantity>_obs``).
+        sigma_extra
+            Extra variance on the measurement scale, added to each row's (for derived measures
+            that combine several rows).
+        values
+            Observed values to use instead of ``rows["value"]`` (for derived measures).
+        """
+        name = name or f"{market.name}_{quantity.code}_obs"
+        sigma = measurement_sigma(
+            rows["value"].to_numpy(float), rows["se"].to_numpy(float),
+            rows["lower"].to_numpy(float), rows["upper"].to_numpy(float),
+            quantity.support, self.observations.interval_prob, quantity.default_cv,
+        )
+        if sigma_extra is not None:
+            sigma = np.sqrt(sigma**2 + sigma_extra**2)
+        dim = f"{name}_line"
+        self.model.add_coord(dim, rows["line"].to_numpy(int))
+        vals = rows["value"].to_numpy(float) if values is None else values
+        observe(name, latent_at_rows, vals, sigma, quantity.support, dim)
+        self.units[name] = quantity.unit
+
+    def index(self, rows: pd.DataFrame, column: str, dim: str) -> np.ndarray:
+        """Positions of each row's ``column`` value in the coord ``dim``."""
+        lookup = {v: i for i, v in enumerate(self.coord(dim))}
+        return np.array([lookup[v] for v in rows[column]], dtype=int)
+
+
+def _family_variable(name: str, family: str, params: dict[str, np.ndarray],
+                     dims: tuple[str, ...]) -> pt.TensorVariable:
+    """A variable of one family with array parameters (non-centred for (Log)Normal)."""
+    if family in ("LogNormal", "Normal"):
+        z = pm.Normal(f"{name}_z", 0.0, 1.0, dims=dims)
+        value = params["mu"] + params["sigma"] * z
+        return pm.Deterministic(name, pt.exp(value) if family == "LogNormal" else value, dims=dims)
+    return getattr(pm, family)(name, **params, dims=dims)

@@ -1,0 +1,181 @@
+"""The run engine: validate everything, build one PyMC model, then sample it.
+
+Steps are separate so each can be tested and so nothing is sampled before all input is valid:
+
+1. :func:`prepare` -- instantiate markets, read the observation table, run market checks;
+2. :func:`build_model` -- one ``pm.Model`` with named coords; each market adds its variables and
+   returns flows ``(country, year, direction, phase)``; they are stacked into ``flows`` with a
+   leading ``market`` dim;
+3. :func:`sample` -- exact forward Monte Carlo when nothing is observed (or when asked), NUTS
+   otherwise, then the convergence checks.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pymc as pm
+import pytensor.tensor as pt
+import xarray as xr
+
+from iff import registry
+from iff.build import BuildContext
+from iff.config import LoadedConfig
+from iff.diagnostics import Convergence, check_convergence
+from iff.errors import IffInputError, InputProblem
+from iff.market import Market
+from iff.observations import ObservationTable, read_observations
+
+DIRECTIONS = ("inward", "outward")
+PHASES = ("generation", "management")
+FLOW_DIMS = ("market", "country", "year", "direction", "phase")
+FLOW_UNITS = "USD (current prices of each year)"
+
+
+@dataclass
+class RunPlan:
+    """A validated run, ready to build: config, market instances and observations."""
+
+    loaded: LoadedConfig
+    markets: dict[str, Market]
+    observations: ObservationTable
+
+    @property
+    def config(self) -> Any:
+        """The validated run config."""
+        return self.loaded.config
+
+    @property
+    def method(self) -> str:
+        """``nuts`` or ``forward``: what :func:`sample` will do."""
+        m = self.config.sampler.method
+        if m == "auto":
+            return "nuts" if len(self.observations.frame) else "forward"
+        return m
+
+
+def prepare(loaded: LoadedConfig) -> RunPlan:
+    """Check everything that can be checked before building: data, roles, settings vs data.
+
+    Raises
+    ------
+    IffInputError
+        With every problem found.
+    """
+    config = loaded.config
+    markets: dict[str, Market] = {}
+    for name in type(config.markets).model_fields:
+        settings = getattr(config.markets, name)
+        if settings is not None:
+            markets[name] = registry.get(name)(settings)
+    if config.observations is not None:
+        obs = read_observations(
+            loaded.input_files["observations"], markets, list(config.countries),
+            list(config.years), file=str(loaded.input_files["observations"]),
+            interval_prob=config.observations.interval_prob)
+    else:
+        obs = ObservationTable.empty()
+    problems: list[InputProblem] = []
+    for market in markets.values():
+        for p in market.check(obs, list(config.countries)):
+            problems.append(p if p.file else InputProblem(p.reason, file=str(loaded.path),
+                                                          field=p.field, row=p.row))
+    if config.sampler.method == "forward" and len(obs.frame):
+        problems.append(InputProblem(
+            "method 'forward' samples the priors only and would ignore the observations; use "
+            "'nuts' or 'auto'", file=str(loaded.path), field="sampler.method"))
+    if problems:
+        raise IffInputError(problems)
+    return RunPlan(loaded=loaded, markets=markets, observations=obs)
+
+
+def build_model(plan: RunPlan) -> tuple[pm.Model, BuildContext]:
+    """Build the run's single PyMC model.
+
+    Returns
+    -------
+    model, ctx
+        The model (with deterministic ``flows`` over ``FLOW_DIMS``, in current USD) and the build
+        context holding units and the priors used.
+    """
+    cfg = plan.config
+    coords = {
+        "market": list(plan.markets),
+        "country": list(cfg.countries),
+        "year": list(cfg.years),
+        "direction": list(DIRECTIONS),
+        "phase": list(PHASES),
+    }
+    with pm.Model(coords=coords) as model:
+        ctx = BuildContext(model=model, countries=list(cfg.countries), years=list(cfg.years),
+                           observations=plan.observations)
+        flows = [market.build(ctx).flows for market in plan.markets.values()]
+        pm.Deterministic("flows", pt.stack(flows, axis=0), dims=FLOW_DIMS)
+        ctx.units["flows"] = FLOW_UNITS
+    return model, ctx
+
+
+def _reshape_draws(ds: xr.Dataset, chains: int, draws: int) -> xr.Dataset:
+    """Turn ``(chain=1, draw=chains*draws)`` forward draws into ``(chain, draw)``."""
+    out = {}
+    for name, da in ds.data_vars.items():
+        vals = da.values.reshape(chains, draws, *da.shape[2:])
+        out[name] = xr.DataArray(vals, dims=da.dims,
+                                 coords={d: ds[d] for d in da.dims[2:] if d in ds.coords},
+                                 attrs=da.attrs)
+    res = xr.Dataset(out, attrs=ds.attrs)
+    return res.assign_coords(chain=np.arange(chains), draw=np.arange(draws))
+
+
+def _quiet_pymc(quiet: bool) -> None:
+    logging.getLogger("pymc").setLevel(logging.WARNING if quiet else logging.INFO)
+
+
+def sample(plan: RunPlan, model: pm.Model, progressbar: bool | None = None
+           ) -> tuple[xr.DataTree, Convergence]:
+    """Sample the model: forward Monte Carlo or NUTS, per :attr:`RunPlan.method`.
+
+    Returns
+    -------
+    tree, convergence
+        A DataTree with ``posterior``, ``prior``, ``observed_data``, ``constant_data`` and
+        ``sample_stats`` groups (no provenance yet), and the convergence verdict.
+    """
+    s = plan.config.sampler
+    progress = s.progressbar if progressbar is None else progressbar
+    _quiet_pymc(not progress)
+    with model:
+        prior = pm.sample_prior_predictive(draws=s.draws * s.chains, random_seed=s.seed)
+    prior_ds = _reshape_draws(prior["prior"].to_dataset(), s.chains, s.draws)
+    if plan.method == "forward":
+        groups = {"posterior": prior_ds, "prior": prior_ds,
+                  "sample_stats": xr.Dataset(attrs={"method": "forward Monte Carlo"})}
+        return xr.DataTree.from_dict(groups), Convergence(method="forward", passed=True)
+
+    kwargs: dict[str, Any] = {}
+    if s.nuts_sampler == "nutpie":
+        kwargs["nuts_sampler_kwargs"] = {
+            "adaptation": "low_rank" if s.mass_matrix == "low_rank" else "diag"}
+    if s.nuts_sampler == "numpyro":
+        try:
+            import numpyro  # noqa: F401
+        except ImportError:
+            raise IffInputError(InputProblem(
+                "nuts_sampler 'numpyro' needs the optional extra: pip install 'iff[numpyro]'",
+                file=str(plan.loaded.path), field="sampler.nuts_sampler")) from None
+    cores = s.cores or min(s.chains, os.cpu_count() or 1)
+    with model:
+        idata = pm.sample(
+            draws=s.draws, tune=s.tune, chains=s.chains, cores=cores, random_seed=s.seed,
+            nuts_sampler=s.nuts_sampler, target_accept=s.target_accept, progressbar=progress,
+            compute_convergence_checks=False, **kwargs)
+    groups = {k: idata[k].to_dataset() for k in idata.children
+              if k in ("posterior", "sample_stats", "observed_data", "constant_data")}
+    groups["prior"] = prior_ds
+    tree = xr.DataTree.from_dict(groups)
+    free = [rv.name for rv in model.free_RVs]
+    return tree, check_convergence(tree, [*free, "flows"])

@@ -1,0 +1,223 @@
+"""Results: provenance, DataTree save/load with integrity checks, and atomic results folders.
+
+A results folder holds::
+
+    posterior.nc | posterior.zarr   the DataTree (posterior, prior, observed_data, constant_data,
+                                    sample_stats), provenance in root attrs
+    summary.csv                     the summary table (iff.summary)
+    config.yaml                     the resolved config of the run
+    convergence.json                the convergence verdict
+
+It is written into a hidden temporary folder next to its destination and renamed into place, so a
+killed run never leaves a partial folder under the final name. An existing folder is replaced
+only with ``force=True``, and then only after the new one is complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import shutil
+import uuid
+from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+import yaml
+
+from iff._version import __version__
+from iff.errors import ResultsError
+
+NETCDF_NAME = "posterior.nc"
+ZARR_NAME = "posterior.zarr"
+_LIBS = ("pymc", "pytensor", "arviz", "arviz-base", "arviz-stats", "xarray", "numpy", "pandas",
+         "scipy", "nutpie", "pydantic", "h5netcdf", "zarr")
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries that shape the numbers, plus Python's."""
+    out = {"python": platform.python_version()}
+    for lib in _LIBS:
+        try:
+            out[lib] = version(lib)
+        except PackageNotFoundError:
+            out[lib] = "not installed"
+    return out
+
+
+def sha256_bytes(data: bytes) -> str:
+    """SHA-256 hex digest."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def flows_digest(tree: xr.DataTree) -> str:
+    """SHA-256 of the posterior flows (float64, C order): detects corrupted results."""
+    values = np.ascontiguousarray(tree["posterior"]["flows"].values, dtype="float64")
+    return sha256_bytes(values.tobytes())
+
+
+def provenance(
+    *, config_json: str, input_files: dict[str, Path], seed: int, convergence: dict[str, Any],
+    method: str, sampler: str, scenario: str | None, priors_used: dict[str, str],
+    sources: list[str],
+) -> dict[str, Any]:
+    """Root attrs of a results DataTree (all values are strings or integers for netCDF)."""
+    inputs = {role: {"path": str(p), "sha256": sha256_bytes(Path(p).read_bytes())}
+              for role, p in input_files.items()}
+    return {
+        "iff_version": __version__,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "config_json": config_json,
+        "config_sha256": sha256_bytes(config_json.encode()),
+        "input_sha256": json.dumps(inputs, sort_keys=True),
+        "seed": int(seed),
+        "scenario": scenario or "",
+        "method": method,
+        "nuts_sampler": sampler if method == "nuts" else "",
+        "library_versions": json.dumps(library_versions(), sort_keys=True),
+        "convergence": json.dumps(convergence, sort_keys=True),
+        "convergence_verdict": convergence["verdict"],
+        "priors_used": json.dumps(priors_used, sort_keys=True),
+        "observation_sources": json.dumps(sorted(set(sources))),
+        "illustrative_inputs": int(any("illustrative" in s.lower() for s in sources)),
+    }
+
+
+def finalize(tree: xr.DataTree, attrs: dict[str, Any], units: dict[str, str]) -> xr.DataTree:
+    """Attach units to variables and provenance (plus the flows digest) to the root."""
+    for group in ("posterior", "prior", "observed_data"):
+        if group not in tree.children:
+            continue
+        ds = tree[group].to_dataset()
+        for name in ds.data_vars:
+            base = str(name).removesuffix("_z")
+            if str(name) in units:
+                ds[name].attrs["units"] = units[str(name)]
+            elif str(name).endswith("_z") and base in units:
+                ds[name].attrs["units"] = "standard normal (non-centred parameterisation)"
+        tree[group] = xr.DataTree(ds)
+    tree.attrs = {**attrs, "flows_sha256": flows_digest(tree)}
+    return tree
+
+
+def save_tree(tree: xr.DataTree, path: Path) -> None:
+    """Write a DataTree as netCDF, or zarr when ``path`` ends in ``.zarr`` (atomic rename)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        if path.suffix == ".zarr":
+            tree.to_zarr(tmp)
+        else:
+            tree.to_netcdf(tmp, engine="h5netcdf")
+        tmp.replace(path) if not path.exists() or path.is_file() else _swap(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
+
+
+def _swap(new: Path, dest: Path) -> None:
+    old = dest.with_name(f".{dest.name}.old-{uuid.uuid4().hex[:8]}")
+    dest.rename(old)
+    new.rename(dest)
+    shutil.rmtree(old) if old.is_dir() else old.unlink()
+
+
+def load_tree(path: Path, check: bool = True) -> xr.DataTree:
+    """Load a results DataTree into memory and verify its integrity.
+
+    Parameters
+    ----------
+    path
+        A ``.nc`` file, a ``.zarr`` folder, or a results folder containing one.
+    check
+        Verify the config hash and the flows digest (set False to inspect a damaged file).
+
+    Raises
+    ------
+    ResultsError
+        If the file is missing, unreadable, or fails the integrity checks.
+    """
+    path = Path(path)
+    if path.is_dir() and path.suffix != ".zarr":
+        for name in (NETCDF_NAME, ZARR_NAME):
+            if (path / name).exists():
+                path = path / name
+                break
+        else:
+            raise ResultsError(f"{path}: no {NETCDF_NAME} or {ZARR_NAME} in this folder")
+    if not path.exists():
+        raise ResultsError(f"{path}: results not found")
+    try:
+        engine = "zarr" if path.suffix == ".zarr" else "h5netcdf"
+        with xr.open_datatree(path, engine=engine) as opened:
+            tree = opened.load()
+    except Exception as e:  # any reader failure means the file is not valid results
+        raise ResultsError(f"{path}: cannot be read as iff results ({e})") from None
+    if check:
+        attrs = tree.attrs
+        if "config_json" not in attrs or "flows_sha256" not in attrs:
+            raise ResultsError(f"{path}: not iff results (provenance attributes missing)")
+        if sha256_bytes(attrs["config_json"].encode()) != attrs.get("config_sha256"):
+            raise ResultsError(f"{path}: config hash does not match the stored config")
+        if flows_digest(tree) != attrs["flows_sha256"]:
+            raise ResultsError(f"{path}: flows do not match their stored digest (file damaged?)")
+    return tree
+
+
+def check_writable(out_dir: Path, force: bool) -> None:
+    """Refuse an existing results folder unless ``force`` (call before sampling, and again at
+    write time)."""
+    if out_dir.exists() and not force:
+        raise ResultsError(f"results folder {out_dir} exists; use --force to replace it, or "
+                           "--out to write elsewhere")
+
+
+def write_results(
+    out_dir: Path, tree: xr.DataTree, summary: pd.DataFrame, force: bool, zarr: bool = False
+) -> Path:
+    """Write a complete results folder atomically.
+
+    Returns
+    -------
+    pathlib.Path
+        The folder written.
+    """
+    out_dir = Path(out_dir)
+    check_writable(out_dir, force)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir.with_name(f".{out_dir.name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp.mkdir()
+    try:
+        save_tree(tree, tmp / (ZARR_NAME if zarr else NETCDF_NAME))
+        write_summary_csv(summary, tmp / "summary.csv")
+        config = json.loads(tree.attrs["config_json"])
+        (tmp / "config.yaml").write_text(
+            "# Resolved config of this run (defaults filled in, scenario applied)\n"
+            + yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+        (tmp / "convergence.json").write_text(
+            json.dumps(json.loads(tree.attrs["convergence"]), indent=2) + "\n", encoding="utf-8")
+        if out_dir.exists():
+            _swap(tmp, out_dir)
+        else:
+            tmp.rename(out_dir)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return out_dir
+
+
+def write_summary_csv(summary: pd.DataFrame, path: Path) -> None:
+    """Write a summary table as CSV atomically (6 significant digits, enough for USD figures)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        summary.to_csv(tmp, index=False, float_format="%.6g", lineterminator="\n")
+        tmp.replace(path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()

@@ -1,0 +1,1 @@
+"""Built-in market plugins (installed as ``iff.markets``); see ``iff.registry``."""

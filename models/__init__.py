@@ -1,0 +1,1 @@
+"""Reusable PyMC building blocks shared by markets (installed as ``iff.models``)."""
