@@ -25,7 +25,8 @@ app = typer.Typer(
     name="iff", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
     help="Estimate illicit financial flows (SDG 16.4.1) with Bayesian market models.")
 out = Console()
-err = Console(stderr=True)
+# soft_wrap: never hard-wrap error messages (a wrapped file path cannot be found or grepped).
+err = Console(stderr=True, soft_wrap=True)
 
 
 def _fail(message: str, code: int = EXIT_INVALID) -> None:

@@ -38,9 +38,10 @@ ISO3 = Annotated[str, AfterValidator(check_iso3)]
 
 
 class Strict(BaseModel):
-    """Base of config sections: unknown keys are errors."""
+    """Base of config sections: unknown keys are errors, and so are NaN/inf (YAML .nan, .inf)."""
 
-    model_config = ConfigDict(extra="forbid")
+    # allow_inf_nan=False: without it a NaN fails range checks as "should be less than 1".
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class SamplerConfig(Strict):
@@ -216,6 +217,8 @@ class LoadedConfig:
         Results folder for this run.
     input_files
         Files the run reads (the config itself first), for hashing into provenance.
+    lines
+        Line of each YAML key path (scenario keys mapped onto the paths they set), for messages.
     """
 
     config: Any
@@ -223,6 +226,18 @@ class LoadedConfig:
     scenario: str | None
     out_dir: Path
     input_files: dict[str, Path] = field(default_factory=dict)
+    lines: dict[Loc, int] = field(default_factory=dict)
+
+    def line_of(self, dotted: str | None) -> int | None:
+        """Line of a dotted field path in the YAML file (of its nearest written parent)."""
+        if not dotted:
+            return None
+        parts = [int(x) if x.isdigit() else x for x in dotted.split(".")]
+        for n in range(len(parts), 0, -1):
+            for key in (tuple(parts[:n]), tuple(map(str, parts[:n]))):
+                if key in self.lines:
+                    return self.lines[key]
+        return None
 
     @property
     def base_dir(self) -> Path:
@@ -346,6 +361,7 @@ def load_config(path: str | Path, scenario: str | None = None) -> LoadedConfig:
         raise IffInputError(validation_problems(err, file, lines, model)) from None
 
     config = base
+    scen_lines = lines
     if scenario is not None:
         if scenario not in base.scenarios:
             known = ", ".join(base.scenarios) or "none defined"
@@ -388,7 +404,7 @@ def load_config(path: str | Path, scenario: str | None = None) -> LoadedConfig:
             input_files.update(getattr(settings, "input_files", lambda base: {})(path.parent))
     _check_finite(config, file, lines)
     return LoadedConfig(config=config, path=path, scenario=scenario, out_dir=out_dir,
-                        input_files=input_files)
+                        input_files=input_files, lines=scen_lines)
 
 
 def _check_finite(config: Any, file: str, lines: dict[Loc, int]) -> None:

@@ -82,12 +82,14 @@ def prepare(loaded: LoadedConfig) -> RunPlan:
     problems: list[InputProblem] = []
     for market in markets.values():
         for p in market.check(obs, list(config.countries)):
-            problems.append(p if p.file else InputProblem(p.reason, file=str(loaded.path),
-                                                          field=p.field, row=p.row))
+            problems.append(p if p.file else InputProblem(
+                p.reason, file=str(loaded.path), field=p.field,
+                row=p.row if p.row is not None else loaded.line_of(p.field)))
     if config.sampler.method == "forward" and len(obs.frame):
         problems.append(InputProblem(
             "method 'forward' samples the priors only and would ignore the observations; use "
-            "'nuts' or 'auto'", file=str(loaded.path), field="sampler.method"))
+            "'nuts' or 'auto'", file=str(loaded.path), field="sampler.method",
+            row=loaded.line_of("sampler.method")))
     if problems:
         raise IffInputError(problems)
     return RunPlan(loaded=loaded, markets=markets, observations=obs)

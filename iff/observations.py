@@ -87,12 +87,14 @@ class ObservationTable:
 
 def _read_rows(path: Path, file: str) -> tuple[list[str], list[tuple[int, list[str]]]]:
     try:
-        text = path.read_bytes().decode("utf-8-sig")
+        data = path.read_bytes()
+        text = data.decode("utf-8-sig")
     except FileNotFoundError:
         raise IffInputError(InputProblem("file not found", file=file)) from None
     except UnicodeDecodeError as e:
         raise IffInputError(InputProblem(
-            f"not UTF-8 text (byte {e.start}); save the file as UTF-8 CSV", file=file)) from None
+            f"not UTF-8 text (byte {e.start}); save the file as UTF-8 CSV", file=file,
+            row=data.count(b"\n", 0, e.start) + 1)) from None
     if not text.strip():
         raise IffInputError(InputProblem("file is empty; expected a CSV header line", file=file))
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)

@@ -54,7 +54,8 @@ class BetweenPrior(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     between: tuple[float, float] = Field(description="Plausible range [lo, hi].")
-    mass: float = Field(0.9, gt=0.0, lt=1.0, description="Prior probability inside the range.")
+    mass: float = Field(0.9, gt=0.0, lt=1.0, allow_inf_nan=False,
+                        description="Prior probability inside the range.")
 
     @model_validator(mode="after")
     def _ordered(self) -> BetweenPrior:
@@ -160,6 +161,8 @@ def check_support(spec: PriorSpecT, support: Support) -> PriorSpecT:
             raise ValueError(f"between: lower bound {lo} must be > 0 for a positive parameter")
         if support is Support.UNIT and not (0 < lo and hi < 1):
             raise ValueError(f"between: [{lo}, {hi}] must lie strictly inside (0, 1) for a share")
+        if support is Support.UNIT:
+            _fit_beta(lo, hi, spec.mass)  # fit now: a range no Beta fits is an input error
     else:
         fam_support = FAMILIES[spec.dist][1]
         if spec.dist == "Uniform":
@@ -199,7 +202,21 @@ def _fit_beta(lo: float, hi: float, mass: float) -> tuple[float, float]:
 
     sol = optimize.least_squares(resid, x0, xtol=1e-12, ftol=1e-12, gtol=1e-12)
     if np.max(np.abs(sol.fun)) > 1e-4:
-        raise ValueError(f"no Beta distribution puts {mass:.0%} of its mass in [{lo}, {hi}]")
+        # The start can lie in a flat region when a bound is near 0 or 1 (e.g. [0.0001, 0.3]
+        # with 98%): match the log tail probabilities from a few other starts instead.
+        def log_resid(x: np.ndarray) -> np.ndarray:
+            a, b = np.exp(x)
+            return np.array([stats.beta.logcdf(lo, a, b) - math.log(q_lo),
+                             stats.beta.logsf(hi, a, b) - math.log(q_lo)])
+
+        for start in [x0, *((u, v) for u in (-2.0, 0.0, 2.0) for v in (-2.0, 0.0, 2.0, 4.0))]:
+            alt = optimize.least_squares(log_resid, start, xtol=1e-12, ftol=1e-12, gtol=1e-12)
+            if np.all(np.isfinite(alt.x)) and np.max(np.abs(resid(alt.x))) <= 1e-6:
+                sol = alt
+                break
+        else:
+            raise ValueError(f"found no Beta distribution with {mass:.0%} of its mass in "
+                             f"[{lo}, {hi}]; widen the range or lower the mass")
     a, b = np.exp(sol.x)
     return float(a), float(b)
 

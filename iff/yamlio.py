@@ -59,14 +59,16 @@ def load_yaml(path: Path, display: str | None = None) -> tuple[dict[str, Any], d
     """
     name = display or str(path)
     try:
-        text = Path(path).read_bytes().decode("utf-8")
+        data = Path(path).read_bytes()
+        text = data.decode("utf-8")
     except FileNotFoundError:
         raise IffInputError(InputProblem("file not found", file=name)) from None
     except IsADirectoryError:
         raise IffInputError(InputProblem("is a folder, not a YAML file", file=name)) from None
     except UnicodeDecodeError as e:
         raise IffInputError(InputProblem(
-            f"not UTF-8 text (byte {e.start}); save the file as UTF-8", file=name)) from None
+            f"not UTF-8 text (byte {e.start}); save the file as UTF-8", file=name,
+            row=data.count(b"\n", 0, e.start) + 1)) from None
     loader = yaml.SafeLoader(text)
     try:
         node = loader.get_single_node()
