@@ -97,6 +97,9 @@ def run(
                            progressbar=progress)
     print_indicator(outcome.summary, f"SDG 16.4.1 — {outcome.loaded.config.name}"
                     + (f" (scenario {scenario})" if scenario else ""))
+    if outcome.tree.attrs.get("illustrative_inputs"):
+        err.print("[yellow]note:[/] some inputs are labelled illustrative (source column): the "
+                  "figures illustrate the method and are not an estimate.")
     out.print(f"results written to {outcome.out_dir}")
     conv = outcome.convergence
     if not conv.passed:
@@ -182,7 +185,8 @@ def schema() -> None:
 def main() -> None:
     """Entry point: run the app, mapping iff errors to exit codes without tracebacks."""
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # returns the exit code of typer.Exit
+        sys.exit(code if isinstance(code, int) else 0)
     except IffInputError as e:
         err.print("[bold red]error:[/] " + _escape(e.render()), highlight=False)
         sys.exit(EXIT_INVALID)
