@@ -312,7 +312,8 @@ def validation_problems(
         loc = _clean_loc(tuple(e["loc"]))
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
-            msg = f"unknown key '{loc[-1]}'" + did_you_mean(str(loc[-1]), _fields_at(model, loc[:-1]))
+            hint = did_you_mean(str(loc[-1]), _fields_at(model, loc[:-1]))
+            msg = f"unknown key '{loc[-1]}'{hint}"
         elif e["type"] == "missing":
             msg = "required field is missing"
         elif msg.startswith("Value error, "):

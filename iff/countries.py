@@ -28,4 +28,5 @@ def check_iso3(code: str) -> str:
         return code
     if isinstance(code, str) and code.upper() in codes:
         raise ValueError(f"'{code}' must be upper case: '{code.upper()}' ({codes[code.upper()]})")
-    raise ValueError(f"'{code}' is not an ISO 3166-1 alpha-3 country code{did_you_mean(code, codes)}")
+    hint = did_you_mean(code, codes)
+    raise ValueError(f"'{code}' is not an ISO 3166-1 alpha-3 country code{hint}")

@@ -27,13 +27,10 @@ from iff.build import BuildContext
 from iff.config import LoadedConfig
 from iff.diagnostics import Convergence, check_convergence
 from iff.errors import IffInputError, InputProblem
+from iff.flows import DIRECTIONS, FLOW_DIMS, FLOW_UNITS, PHASES
 from iff.market import Market
 from iff.observations import ObservationTable, read_observations
 
-DIRECTIONS = ("inward", "outward")
-PHASES = ("generation", "management")
-FLOW_DIMS = ("market", "country", "year", "direction", "phase")
-FLOW_UNITS = "USD (current prices of each year)"
 
 
 @dataclass

@@ -159,7 +159,7 @@ def check_support(spec: PriorSpecT, support: Support) -> PriorSpecT:
         lo, hi = spec.between
         if support is Support.POSITIVE and lo <= 0:
             raise ValueError(f"between: lower bound {lo} must be > 0 for a positive parameter")
-        if support is Support.UNIT and not (0 < lo and hi < 1):
+        if support is Support.UNIT and not (lo > 0 and hi < 1):
             raise ValueError(f"between: [{lo}, {hi}] must lie strictly inside (0, 1) for a share")
         if support is Support.UNIT:
             _fit_beta(lo, hi, spec.mass)  # fit now: a range no Beta fits is an input error
@@ -178,7 +178,8 @@ def check_support(spec: PriorSpecT, support: Support) -> PriorSpecT:
             }[support]
             ok = fam_support in allowed
         if not ok:
-            raise ValueError(f"{spec.dist} can put mass outside this parameter's support ({support})")
+            raise ValueError(
+                f"{spec.dist} can put mass outside this parameter's support ({support})")
     return spec
 
 

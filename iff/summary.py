@@ -14,11 +14,13 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from iff.flows import FLOW_DIMS, FLOW_UNITS
+
 AGG_DIMS = ("market", "country", "direction", "phase")
 ALL = "all"
 COLUMNS = ("market", "country", "year", "direction", "phase", "mean", "median", "sd", "lower",
            "upper", "interval", "prob", "unit", "convergence")
-UNIT = "USD (current prices of each year)"
+FLOW_ORDER = FLOW_DIMS
 
 
 def interval(samples: np.ndarray, kind: str, prob: float) -> tuple[np.ndarray, np.ndarray]:
@@ -80,7 +82,7 @@ def summarize(tree: xr.DataTree, kind: str = "eti", prob: float = 0.9) -> pd.Dat
     frames = []
     for n in range(len(AGG_DIMS) + 1):
         for over in itertools.combinations(AGG_DIMS, n):
-            agg = aggregate(flows, over).transpose("sample", "market", "country", "year", "direction", "phase")
+            agg = aggregate(flows, over).transpose("sample", *FLOW_ORDER)
             vals = agg.values
             lo, hi = interval(vals, kind, prob)
             stats = {
@@ -89,14 +91,12 @@ def summarize(tree: xr.DataTree, kind: str = "eti", prob: float = 0.9) -> pd.Dat
                 "lower": lo, "upper": hi,
             }
             idx = pd.MultiIndex.from_product(
-                [agg.coords[d].values for d in ("market", "country", "year", "direction",
-                                                "phase")],
-                names=["market", "country", "year", "direction", "phase"])
+                [agg.coords[d].values for d in FLOW_ORDER], names=list(FLOW_ORDER))
             frames.append(pd.DataFrame({k: v.ravel() for k, v in stats.items()}, index=idx))
     table = pd.concat(frames).reset_index()
     table["interval"] = kind
     table["prob"] = prob
-    table["unit"] = UNIT
+    table["unit"] = FLOW_UNITS
     table["convergence"] = verdict
     order = {d: _order(flows, d) for d in ("market", "country", "direction", "phase")}
     for d, cats in order.items():

@@ -46,7 +46,7 @@ def test_demo_run_end_to_end(demo_run):
 
 @pytest.mark.slow
 def test_demo_rerun_refused_without_force(demo_run):
-    proc, out = demo_run
+    _, out = demo_run
     before = (out / "posterior.nc").stat().st_mtime_ns
     again = iff("run", str(DEMO), "--out", str(out))
     assert again.returncode == 2

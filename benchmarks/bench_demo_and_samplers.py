@@ -1,0 +1,124 @@
+"""Benchmark: the demo end to end (cold and warm compile cache) and NUTS samplers on drugs.
+
+Run from the repository root::
+
+    .venv/bin/python benchmarks/bench_demo_and_samplers.py [--repeats 2]
+
+Prints a table and writes ``benchmarks/results/demo_and_samplers.json``. Timings depend on the
+machine: the JSON records its CPU count and library versions. numpyro is measured only where it
+is installed (``pip install 'iff[numpyro]'``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO = REPO / "configs" / "demo.yaml"
+OUT = REPO / "benchmarks" / "results"
+IFF = str(Path(sys.executable).parent / "iff")
+
+
+def time_demo(compiledir: Path, out: Path) -> float:
+    """Wall seconds of ``iff run configs/demo.yaml`` in a fresh process."""
+    env = {**os.environ, "PYTENSOR_FLAGS": f"base_compiledir={compiledir}"}
+    start = time.perf_counter()
+    proc = subprocess.run([IFF, "run", str(DEMO), "--out", str(out), "--force", "--no-progress"],
+                          env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr)
+    return wall
+
+
+def bench_demo() -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        cache, out = Path(tmp) / "cache", Path(tmp) / "results"
+        cold = time_demo(cache, out)
+        warm = [time_demo(cache, out) for _ in range(2)]
+    return {"cold_s": round(cold, 2), "warm_s": round(min(warm), 2),
+            "target": "demo in under 120 s on 2 cores (issue 2)"}
+
+
+SAMPLERS = [
+    ("pymc", {"nuts_sampler": "pymc"}),
+    ("nutpie-diagonal", {"nuts_sampler": "nutpie", "mass_matrix": "diagonal"}),
+    ("nutpie-low-rank", {"nuts_sampler": "nutpie", "mass_matrix": "low_rank"}),
+    ("numpyro", {"nuts_sampler": "numpyro"}),
+]
+
+
+def bench_samplers(repeats: int) -> list[dict]:
+    """Time ``engine.sample`` only (model built and compiled once before timing)."""
+    from iff.config import load_config
+    from iff.engine import build_model, prepare, sample
+
+    rows = []
+    for label, settings in SAMPLERS:
+        if label == "numpyro":
+            try:
+                import numpyro  # noqa: F401
+            except ImportError:
+                rows.append({"sampler": label, "skipped": "numpyro not installed"})
+                continue
+        for rep in range(repeats + 1):  # first repetition warms the compile cache
+            loaded = load_config(DEMO)
+            sampler = loaded.config.sampler.model_copy(
+                update={**settings, "seed": 1000 + rep, "progressbar": False})
+            loaded.config = loaded.config.model_copy(update={"sampler": sampler})
+            plan = prepare(loaded)
+            model, _ = build_model(plan)
+            start = time.perf_counter()
+            _, conv = sample(plan, model, progressbar=False)
+            wall = time.perf_counter() - start
+            if rep == 0:
+                continue
+            rows.append({
+                "sampler": label, "repeat": rep, "wall_s": round(wall, 2),
+                "min_ess_bulk": round(conv.min_ess_bulk, 1), "max_rhat": round(conv.max_rhat, 4),
+                "divergences": conv.divergences, "ess_per_s": round(conv.min_ess_bulk / wall, 1),
+                "converged": conv.passed,
+            })
+            print(rows[-1], flush=True)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--skip-demo", action="store_true")
+    args = parser.parse_args()
+    from iff.results import library_versions
+
+    result = {
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "versions": library_versions(),
+        "model": "configs/demo.yaml (drugs, 1 country, 4 years; 4 chains x 1000 draws + 1000 tune)",
+    }
+    if not args.skip_demo:
+        result["demo_end_to_end"] = bench_demo()
+        print("demo end to end:", result["demo_end_to_end"], flush=True)
+    result["samplers"] = bench_samplers(args.repeats)
+    OUT.mkdir(parents=True, exist_ok=True)
+    path = OUT / "demo_and_samplers.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\n{'sampler':18s} {'wall s':>7s} {'min ESS':>8s} {'max R-hat':>9s} {'ESS/s':>7s}")
+    for r in result["samplers"]:
+        if "skipped" in r:
+            print(f"{r['sampler']:18s} skipped: {r['skipped']}")
+        else:
+            print(f"{r['sampler']:18s} {r['wall_s']:7.2f} {r['min_ess_bulk']:8.0f} "
+                  f"{r['max_rhat']:9.4f} {r['ess_per_s']:7.1f}")
+    print(f"saved {path}")
+
+
+if __name__ == "__main__":
+    main()
