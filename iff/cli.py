@@ -146,8 +146,12 @@ def markets(
 
     data = {}
     for name, cls in registry.markets().items():
+        settings = [
+            {"name": f, "default": _default_text(info), "meaning": info.description or ""}
+            for f, info in cls.Settings.model_fields.items()]
         data[name] = {
             "title": cls.title, "typology": str(cls.typology), "iccs": list(cls.iccs),
+            "settings": settings,
             "parameters": [{"name": p.name, "support": str(p.support), "unit": p.unit,
                             "dims": list(p.dims), "default_prior": cls.default_prior_text(p),
                             "meaning": p.meaning} for p in cls.parameters],
@@ -159,7 +163,14 @@ def markets(
         return
     for name, d in data.items():
         out.rule(f"[bold]{name}[/] — {d['title']} ({d['typology']}, ICCS {', '.join(d['iccs'])})")
-        t = Table(title="parameters (priors: section markets.<name>.priors)", show_lines=False)
+        if d["settings"]:
+            st = Table(title=f"settings (section markets.{name})")
+            for col in ("setting", "default", "meaning"):
+                st.add_column(col, overflow="fold")
+            for row in d["settings"]:
+                st.add_row(row["name"], row["default"], row["meaning"])
+            out.print(st)
+        t = Table(title=f"parameters (priors: section markets.{name}.priors)")
         for col in ("name", "support", "unit", "dims", "default prior", "meaning"):
             t.add_column(col, overflow="fold")
         for p in d["parameters"]:
@@ -172,6 +183,14 @@ def markets(
         for row in d["quantities"]:
             q.add_row(row["code"], row["unit"], "yes" if row["item"] else "", row["meaning"])
         out.print(q)
+
+
+def _default_text(info) -> str:
+    """A model field's default as text (``required`` if it has none)."""
+    if info.is_required():
+        return "required"
+    default = info.get_default(call_default_factory=True)
+    return "" if default is None else str(getattr(default, "value", default))
 
 
 @app.command()

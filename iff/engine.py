@@ -32,7 +32,6 @@ from iff.market import Market
 from iff.observations import ObservationTable, read_observations
 
 
-
 @dataclass
 class RunPlan:
     """A validated run, ready to build: config, market instances and observations."""

@@ -90,6 +90,9 @@ class QuantitySpec:
         Largest valid value, if any (shares are always below 1).
     default_cv
         Coefficient of variation assumed when a row gives no ``se``/``lower``/``upper``.
+    takes_partner
+        Whether rows may name a counterpart country in the ``partner`` column. Quantities that
+        do not would otherwise count partner-level rows as national totals.
     """
 
     code: str
@@ -99,6 +102,7 @@ class QuantitySpec:
     needs_item: bool = False
     upper: float | None = None
     default_cv: float = 0.2
+    takes_partner: bool = False
 
 
 @dataclass

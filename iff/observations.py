@@ -255,6 +255,10 @@ def _check_row(raw: dict[str, str], line: int, file: str, markets: Mapping[str, 
             f"{did_you_mean(code, codes)}; known: {', '.join(codes)}")
         return None, problems
 
+    if partner and not spec.takes_partner:
+        bad("partner", f"quantity '{code}' is a national total and takes no partner country; "
+            "leave the column empty")
+
     item = raw.get("item", "")
     if spec.needs_item:
         items = market.items()
