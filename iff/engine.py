@@ -156,8 +156,7 @@ def sample(plan: RunPlan, model: pm.Model, progressbar: bool | None = None
 
     kwargs: dict[str, Any] = {}
     if s.nuts_sampler == "nutpie":
-        kwargs["nuts_sampler_kwargs"] = {
-            "adaptation": "low_rank" if s.mass_matrix == "low_rank" else "diag"}
+        kwargs["nuts"] = {"adaptation": "low_rank" if s.mass_matrix == "low_rank" else "diag"}
     if s.nuts_sampler == "numpyro":
         try:
             import numpyro  # noqa: F401
