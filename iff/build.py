@@ -131,7 +131,6 @@ class BuildContext:
         latent_at_rows: pt.TensorVariable,
         name: str | None = None,
         sigma_extra: np.ndarray | None = None,
-        values: np.ndarray | None = None,
     ) -> None:
         """Add a likelihood term for the rows of one quantity code.
 
@@ -148,22 +147,23 @@ class BuildContext:
         sigma_extra
             Extra variance on the measurement scale, added to each row's (for derived measures
             that combine several rows).
-        values
-            Observed values to use instead of ``rows["value"]`` (for derived measures).
         """
         name = name or f"{market.name}_{quantity.code}_obs"
-        sigma = measurement_sigma(
-            rows["value"].to_numpy(float), rows["se"].to_numpy(float),
-            rows["lower"].to_numpy(float), rows["upper"].to_numpy(float),
-            quantity.support, self.observations.interval_prob, quantity.default_cv,
-        )
+        sigma = self.sigma(quantity, rows)
         if sigma_extra is not None:
             sigma = np.sqrt(sigma**2 + sigma_extra**2)
         dim = f"{name}_line"
         self.model.add_coord(dim, rows["line"].to_numpy(int))
-        vals = rows["value"].to_numpy(float) if values is None else values
-        observe(name, latent_at_rows, vals, sigma, quantity.support, dim)
+        observe(name, latent_at_rows, rows["value"].to_numpy(float), sigma, quantity.support, dim)
         self.units[name] = quantity.unit
+
+    def sigma(self, quantity: QuantitySpec, rows: pd.DataFrame) -> np.ndarray:
+        """Measurement sigma of each row (log scale for positive, logit scale for shares)."""
+        return measurement_sigma(
+            rows["value"].to_numpy(float), rows["se"].to_numpy(float),
+            rows["lower"].to_numpy(float), rows["upper"].to_numpy(float),
+            quantity.support, self.observations.interval_prob, quantity.default_cv,
+        )
 
     def index(self, rows: pd.DataFrame, column: str, dim: str) -> np.ndarray:
         """Positions of each row's ``column`` value in the coord ``dim``."""

@@ -361,14 +361,6 @@ class DrugsMarket(Market):
             return
         doses = rows[rows["quantity"] == "quantity_per_user"].sort_values(
             ["item", "country", "year"])
-        from iff.models.measurement import measurement_sigma
-
-        def sig(df: pd.DataFrame, code: str) -> np.ndarray:
-            q = self.quantity(code)
-            return measurement_sigma(df["value"].to_numpy(float), df["se"].to_numpy(float),
-                                     df["lower"].to_numpy(float), df["upper"].to_numpy(float),
-                                     q.support, ctx.observations.interval_prob, q.default_cv)
-
         street_kg = users["value"].to_numpy(float) * doses["value"].to_numpy(float) / 1000.0
         combined = users.assign(value=street_kg, se=np.nan, lower=np.nan, upper=np.nan)
         retail = purity_of("retail")[:, :, None]
@@ -378,5 +370,6 @@ class DrugsMarket(Market):
         q = QuantitySpec("demand_street_kg", "kg", Support.POSITIVE, "users x quantity per user",
                          default_cv=0.0)
         ctx.measure(self, q, combined, latent, name="drugs_demand_obs",
-                    sigma_extra=np.sqrt(sig(users, "users") ** 2
-                                        + sig(doses, "quantity_per_user") ** 2))
+                    sigma_extra=np.sqrt(ctx.sigma(self.quantity("users"), users) ** 2
+                                        + ctx.sigma(self.quantity("quantity_per_user"), doses)
+                                        ** 2))
