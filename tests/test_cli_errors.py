@@ -158,9 +158,9 @@ def test_error_lines_are_not_wrapped(cli_results) -> None:
     """Long paths stay on one line in stderr (a wrapped path cannot be found or grepped)."""
     case = cli_results["validate: unknown ISO3"]
     lines = case.result.stderr.splitlines()
-    assert lines[0] == "error: 1 problem found:"
-    assert lines[1].startswith(f"  - {case.dir}/obs.csv:2: country: 'CLO' is not an ISO")
-    assert len(lines) == 2
+    i = lines.index("error: 1 problem found:")
+    assert lines[i + 1].startswith(f"  - {case.dir}/obs.csv:2: country: 'CLO' is not an ISO")
+    assert lines[i + 1].rstrip().endswith(("country code", "?)"))
 
 
 def test_cli_lists_every_problem(cli_results) -> None:
