@@ -312,8 +312,18 @@ def validation_problems(
         loc = _clean_loc(tuple(e["loc"]))
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
-            hint = did_you_mean(str(loc[-1]), _fields_at(model, loc[:-1]))
+            valid = _fields_at(model, loc[:-1])
+            hint = did_you_mean(str(loc[-1]), valid)
+            if not hint and 0 < len(valid) <= 12:
+                hint = f"; valid keys: {', '.join(valid)}"
             msg = f"unknown key '{loc[-1]}'{hint}"
+        elif e["type"] == "prior_spec" and isinstance(e.get("input"), dict):
+            keys = [k for k in e["input"] if k not in ("mass",)]
+            hints = "".join(did_you_mean(str(k), ("between", "fixed", "dist")) for k in keys)
+            msg = f"{msg}{hints}"
+        elif e["type"] == "string_pattern_mismatch" and e.get("ctx", {}).get("pattern") == SLUG:
+            msg = (f"'{e.get('input')}' must start with a letter or digit and contain only "
+                   "letters, digits, '_', '.' and '-'")
         elif e["type"] == "missing":
             msg = "required field is missing"
         elif msg.startswith("Value error, "):
@@ -368,7 +378,8 @@ def load_config(path: str | Path, scenario: str | None = None) -> LoadedConfig:
             known = ", ".join(base.scenarios) or "none defined"
             raise IffInputError(InputProblem(
                 f"unknown scenario '{scenario}'{did_you_mean(scenario, base.scenarios)}; "
-                f"scenarios: {known}", file=file, field="scenarios"))
+                f"scenarios: {known}", file=file, field="scenarios",
+                row=lines.get(("scenarios",))))
         overlay = base.scenarios[scenario]
         merged = deep_merge(raw, overlay)
         scen_lines = dict(lines)

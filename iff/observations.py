@@ -185,6 +185,11 @@ def read_observations(
     return ObservationTable(frame=frame, file=file, interval_prob=interval_prob)
 
 
+def _fmt(v: float) -> str:
+    """A number as the user would write it (no rounding to 6 digits)."""
+    return f"{v:.12g}"
+
+
 def _number(raw: dict[str, str], col: str, line: int, file: str,
             problems: list[InputProblem]) -> float | None:
     text = raw.get(col, "")
@@ -282,20 +287,23 @@ def _check_row(raw: dict[str, str], line: int, file: str, markets: Mapping[str, 
         for col, v in (("value", value), ("lower", lower), ("upper", upper)):
             if v is None:
                 continue
-            if v <= 0:
-                bad(col, f"{v:g} must be > 0 ({code} is measured on the log scale; omit rows "
-                    "with no measurement)" if v == 0 else f"{v:g} is negative; {code} must be > 0")
+            if v == 0:
+                bad(col, f"0 must be > 0 ({code} is measured on the log scale; omit rows with no "
+                    "measurement)")
+            elif v < 0:
+                bad(col, f"{_fmt(v)} is negative; {code} must be > 0")
             elif spec.support is Support.UNIT and v >= 1:
-                bad(col, f"{v:g} must be below 1 ({code} is a share)")
+                bad(col, f"{_fmt(v)} must be below 1 ({code} is a share)")
             elif spec.upper is not None and v > spec.upper:
-                bad(col, f"{v:g} is above the largest valid {code} ({spec.upper:g} {spec.unit})")
+                bad(col, f"{_fmt(v)} is above the largest valid {code} ({_fmt(spec.upper)} "
+                    f"{spec.unit})")
         if se is not None and se <= 0:
-            bad("se", f"{se:g} must be > 0")
+            bad("se", f"{_fmt(se)} must be > 0")
         if (lower is None) != (upper is None):
             bad("lower" if lower is None else "upper", "lower and upper must be given together")
         elif lower is not None and upper is not None and not lower < value < upper:
-            bad("lower", f"interval [{lower:g}, {upper:g}] must contain the value {value:g} "
-                "strictly inside")
+            bad("lower", f"interval [{_fmt(lower)}, {_fmt(upper)}] must contain the value "
+                f"{_fmt(value)} strictly inside")
         if se is not None and lower is not None:
             bad("se", "give either se or lower/upper, not both")
     if problems:

@@ -26,13 +26,15 @@ CASES: dict[str, tuple[str | None, str | None, tuple[str, ...]]] = {
         None, "markets.drugs.export_valuaton",
         ("unknown key 'export_valuaton'", "did you mean 'export_valuation'")),
     "unknown_market": (None, "markets.drugz", ("unknown key 'drugz'", "did you mean 'drugs'")),
+    "unknown_market_no_match": (
+        None, "markets.wildlife", ("unknown key 'wildlife'", "valid keys: drugs")),
     "prior_name_typo": (
         None, "markets.drugs.priors.interdiction_rat",
         ("unknown key 'interdiction_rat'", "did you mean 'interdiction_rate'")),
     "prior_malformed": (
         None, "markets.drugs.priors.interdiction_rate",
         ("a prior is {between: [lo, hi], mass: 0.9}, {dist: Family, <params>} or "
-         "{fixed: value}",)),
+         "{fixed: value}", "did you mean 'between'")),
     "between_unordered": (
         None, "markets.drugs.priors.throughput.between",
         ("lower bound 2000.0 must be below upper bound 1000.0",)),
@@ -70,7 +72,7 @@ CASES: dict[str, tuple[str | None, str | None, tuple[str, ...]]] = {
     "draws_below_minimum": (None, "sampler.draws", ("greater than or equal to 10",)),
     "summary_prob_one": (None, "summary.prob", ("less than 1",)),
     "interval_unknown": (None, "summary.interval", ("'eti' or 'hdi'", "got 'hpd'")),
-    "name_not_slug": (None, "name", ("should match pattern",)),
+    "name_not_slug": (None, "name", ("'my run!' must start with a letter or digit",)),
     "duplicated_key": (None, "sampler.seed", ("key 'seed' appears twice (first on line 11)",)),
     "yaml_syntax_error": (None, None, ("not valid YAML", "mapping values are not allowed")),
     "empty": (None, None, ("file is empty; expected a YAML mapping",)),
