@@ -33,3 +33,5 @@ fi
 # Keep PyTensor's compile cache in the checkout so runs and tests compile each model once.
 export PYTENSOR_FLAGS="${PYTENSOR_FLAGS:-base_compiledir=$IFF_ROOT/.pytensor_cache}"
 export MPLBACKEND="${MPLBACKEND:-Agg}"
+# PyTensor compiles models in an order that depends on the hash seed: pin it for repeatable runs.
+export PYTHONHASHSEED="${PYTHONHASHSEED:-0}"

@@ -9,6 +9,7 @@ validated (and documented in the schema) like the built-ins'.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import hashlib
 import json
@@ -390,9 +391,8 @@ def load_config(path: str | Path, scenario: str | None = None) -> LoadedConfig:
         try:
             config = model.model_validate(merged)
         except ValidationError as err:
-            probs = validation_problems(err, file, scen_lines, model)
-            for p in probs:
-                object.__setattr__(p, "reason", f"{p.reason} (with scenario '{scenario}')")
+            probs = [dataclasses.replace(p, reason=f"{p.reason} (with scenario '{scenario}')")
+                     for p in validation_problems(err, file, scen_lines, model)]
             raise IffInputError(probs) from None
         configured = overlay.get("output", {}).get("dir") if isinstance(
             overlay.get("output"), dict) else None
@@ -413,7 +413,7 @@ def load_config(path: str | Path, scenario: str | None = None) -> LoadedConfig:
     for name in type(config.markets).model_fields:
         settings = getattr(config.markets, name)
         if settings is not None:
-            input_files.update(getattr(settings, "input_files", lambda base: {})(path.parent))
+            input_files.update(settings.input_files(path.parent))
     _check_finite(config, file, lines)
     return LoadedConfig(config=config, path=path, scenario=scenario, out_dir=out_dir,
                         input_files=input_files, lines=scen_lines)

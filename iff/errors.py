@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,36 @@ class ResultsError(IffError):
 
 class ConvergenceError(IffError):
     """Sampling finished but failed the convergence checks (CLI exit code 3)."""
+
+
+def read_user_text(path: Path, file: str, kind: str) -> str:
+    """Read a user's text file as UTF-8 (a leading byte-order mark is dropped).
+
+    Parameters
+    ----------
+    path
+        The file.
+    file
+        How to name it in messages.
+    kind
+        What it should be, for messages (e.g. ``"YAML"``, ``"CSV"``).
+
+    Raises
+    ------
+    IffInputError
+        If the file is missing, a folder, or not UTF-8 (naming the line of the bad byte).
+    """
+    try:
+        data = Path(path).read_bytes()
+        return data.decode("utf-8-sig")
+    except FileNotFoundError:
+        raise IffInputError(InputProblem("file not found", file=file)) from None
+    except IsADirectoryError:
+        raise IffInputError(InputProblem(f"is a folder, not a {kind} file", file=file)) from None
+    except UnicodeDecodeError as e:
+        raise IffInputError(InputProblem(
+            f"not UTF-8 text (byte {e.start}); save the file as UTF-8 {kind}", file=file,
+            row=data.count(b"\n", 0, e.start) + 1)) from None
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:

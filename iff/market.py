@@ -17,6 +17,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model
@@ -116,7 +117,17 @@ class MarketInfo:
 class MarketSettings(BaseModel):
     """Base of every market's config section (unknown keys are rejected)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    def input_files(self, base_dir: Path) -> dict[str, Path]:
+        """Extra files the market reads (e.g. list tables), by role, for provenance hashes.
+
+        Parameters
+        ----------
+        base_dir
+            Folder of the config file; relative paths in settings are resolved against it.
+        """
+        return {}
 
 
 def _support_validator(support: Support):

@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from iff.countries import check_iso3
-from iff.errors import IffInputError, InputProblem, did_you_mean
+from iff.errors import IffInputError, InputProblem, did_you_mean, read_user_text
 from iff.market import Market
 from iff.priors import Support
 
@@ -86,15 +86,7 @@ class ObservationTable:
 
 
 def _read_rows(path: Path, file: str) -> tuple[list[str], list[tuple[int, list[str]]]]:
-    try:
-        data = path.read_bytes()
-        text = data.decode("utf-8-sig")
-    except FileNotFoundError:
-        raise IffInputError(InputProblem("file not found", file=file)) from None
-    except UnicodeDecodeError as e:
-        raise IffInputError(InputProblem(
-            f"not UTF-8 text (byte {e.start}); save the file as UTF-8 CSV", file=file,
-            row=data.count(b"\n", 0, e.start) + 1)) from None
+    text = read_user_text(path, file, "CSV")
     if not text.strip():
         raise IffInputError(InputProblem("file is empty; expected a CSV header line", file=file))
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)

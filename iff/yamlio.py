@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from iff.errors import IffInputError, InputProblem
+from iff.errors import IffInputError, InputProblem, read_user_text
 
 Loc = tuple[str | int, ...]
 
@@ -58,17 +58,7 @@ def load_yaml(path: Path, display: str | None = None) -> tuple[dict[str, Any], d
         If the file is missing, not UTF-8, not YAML, not a mapping, or has duplicated keys.
     """
     name = display or str(path)
-    try:
-        data = Path(path).read_bytes()
-        text = data.decode("utf-8")
-    except FileNotFoundError:
-        raise IffInputError(InputProblem("file not found", file=name)) from None
-    except IsADirectoryError:
-        raise IffInputError(InputProblem("is a folder, not a YAML file", file=name)) from None
-    except UnicodeDecodeError as e:
-        raise IffInputError(InputProblem(
-            f"not UTF-8 text (byte {e.start}); save the file as UTF-8", file=name,
-            row=data.count(b"\n", 0, e.start) + 1)) from None
+    text = read_user_text(Path(path), name, "YAML")
     loader = yaml.SafeLoader(text)
     try:
         node = loader.get_single_node()

@@ -122,3 +122,13 @@ def test_scenario_run_goes_to_its_own_folder(make_config, tmp_path):
 def test_quick_start_commands_are_in_readme():
     readme = (REPO / "README.md").read_text()
     assert "bin/iff run configs/demo.yaml" in readme and "bin/test" in readme
+
+
+@pytest.mark.slow
+def test_same_seed_byte_identical_summary_across_processes(make_config, tmp_path):
+    cfg = make_config()
+    a = iff("run", str(cfg), "--no-progress", "--allow-unconverged", "--out", str(tmp_path / "a"))
+    b = iff("run", str(cfg), "--no-progress", "--allow-unconverged", "--out", str(tmp_path / "b"))
+    assert a.returncode == 0 and b.returncode == 0, a.stderr + b.stderr
+    assert (tmp_path / "a" / "summary.csv").read_bytes() == (tmp_path / "b" / "summary.csv"
+                                                              ).read_bytes()
