@@ -13,7 +13,6 @@ import dataclasses
 import functools
 import hashlib
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -414,26 +413,5 @@ def load_config(path: str | Path, scenario: str | None = None) -> LoadedConfig:
         settings = getattr(config.markets, name)
         if settings is not None:
             input_files.update(settings.input_files(path.parent))
-    _check_finite(config, file, lines)
     return LoadedConfig(config=config, path=path, scenario=scenario, out_dir=out_dir,
                         input_files=input_files, lines=scen_lines)
-
-
-def _check_finite(config: Any, file: str, lines: dict[Loc, int]) -> None:
-    """Reject NaN/inf anywhere in the config (YAML accepts .nan and .inf)."""
-    problems = []
-
-    def walk(value: Any, loc: Loc) -> None:
-        if isinstance(value, float) and not math.isfinite(value):
-            problems.append(InputProblem(f"{value} is not a finite number", file=file,
-                                         field=".".join(map(str, loc)), row=lines.get(loc)))
-        elif isinstance(value, dict):
-            for k, v in value.items():
-                walk(v, (*loc, k))
-        elif isinstance(value, list | tuple):
-            for i, v in enumerate(value):
-                walk(v, (*loc, i))
-
-    walk(config.model_dump(), ())
-    if problems:
-        raise IffInputError(problems)

@@ -111,7 +111,11 @@ def build_model(plan: RunPlan) -> tuple[pm.Model, BuildContext]:
     with pm.Model(coords=coords) as model:
         ctx = BuildContext(model=model, countries=list(cfg.countries), years=list(cfg.years),
                            observations=plan.observations)
-        flows = [market.build(ctx).flows for market in plan.markets.values()]
+        flows = []
+        for market in plan.markets.values():
+            info = market.build(ctx)
+            ctx.units.update(info.units)
+            flows.append(info.flows)
         pm.Deterministic("flows", pt.stack(flows, axis=0), dims=FLOW_DIMS)
         ctx.units["flows"] = FLOW_UNITS
     return model, ctx

@@ -108,7 +108,8 @@ class QuantitySpec:
 
 @dataclass
 class MarketInfo:
-    """What a market built: flows plus the units of its named model variables."""
+    """What a market built: its flows, plus units of model variables it did not add through
+    :class:`~iff.build.BuildContext` (which records those itself)."""
 
     flows: pt.TensorVariable
     units: dict[str, str] = field(default_factory=dict)

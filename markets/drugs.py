@@ -326,7 +326,7 @@ class DrugsMarket(Market):
         measure("consumption", consumed)
         if (rows["quantity"] == "seizures").any():
             measure("seizures", seized / purity_of("wholesale")[:, :, None])
-        for stage in observed_price_stages:
+        for stage in (st for st in STAGES if st in observed_price_stages):  # fixed order
             kind = STAGE_PURITY[stage]
             street = price[stage] if kind is None else price[stage] * purity_of(kind)[:, :, None]
             measure(f"price_{stage}", street)
@@ -348,7 +348,7 @@ class DrugsMarket(Market):
         outward = pt.stack([import_value, abroad * (export_value + domestic_value)], axis=-1)
         by_drug = det("flows_by_drug", pt.stack([inward, outward], axis=-2),
                       (*DCY, "direction", "phase"), "USD/year (current)")
-        return MarketInfo(flows=by_drug.sum(axis=0), units=units)
+        return MarketInfo(flows=by_drug.sum(axis=0))
 
     def _measure_demand(self, ctx: BuildContext, rows: pd.DataFrame, consumed, purity_of) -> None:
         """Users x grams per user measure consumption (street kg at retail purity).
