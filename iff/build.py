@@ -15,19 +15,13 @@ import numpy as np
 import pandas as pd
 import pymc as pm
 import pytensor.tensor as pt
-from pydantic import TypeAdapter
 
 from iff.market import Market, ParameterSpec, QuantitySpec
 from iff.models.measurement import measurement_sigma, observe
 from iff.observations import ObservationTable
-from iff.priors import PriorSpec, PriorSpecT, describe, resolve
+from iff.priors import PriorSpecT, as_prior, describe, resolve
 
-_PRIOR = TypeAdapter(PriorSpec)
-
-
-def as_prior(spec: PriorSpecT | dict[str, Any]) -> PriorSpecT:
-    """Validate a prior given as a YAML-like dict (market defaults) or pass a parsed one through."""
-    return spec if not isinstance(spec, dict) else _PRIOR.validate_python(spec)
+__all__ = ["BuildContext", "as_prior"]
 
 
 @dataclass

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model
 
 from iff.errors import InputProblem
-from iff.priors import PriorSpec, PriorSpecT, Support, check_support, describe
+from iff.priors import PriorSpec, PriorSpecT, Support, as_prior, check_support, describe
 
 if TYPE_CHECKING:
     import pytensor.tensor as pt
@@ -173,7 +173,7 @@ class Market(ABC):
         if len(set(names)) != len(names):
             raise TypeError(f"market {cls.name!r} declares a parameter twice")
         for p in cls.parameters:  # defaults must themselves be valid priors
-            check_support(_adapter().validate_python(p.default_prior), p.support)
+            check_support(as_prior(p.default_prior), p.support)
         cls.Priors = priors_model(cls.name, cls.parameters)
 
     def __init__(self, settings: MarketSettings):
@@ -196,7 +196,7 @@ class Market(ABC):
     @classmethod
     def default_prior_text(cls, p: ParameterSpec) -> str:
         """Human description of a parameter's default prior."""
-        text = describe(_adapter().validate_python(p.default_prior), p.support)
+        text = describe(as_prior(p.default_prior), p.support)
         return f"{text} ({p.default_note})" if p.default_note else text
 
     # -- per-run hooks ----------------------------------------------------------------------
@@ -212,8 +212,3 @@ class Market(ABC):
     def build(self, ctx: BuildContext) -> MarketInfo:
         """Add the market's variables to the model in context and return its flows."""
 
-
-def _adapter():
-    from pydantic import TypeAdapter
-
-    return TypeAdapter(PriorSpec)

@@ -19,7 +19,15 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    TypeAdapter,
+    model_validator,
+)
 from scipy import optimize, stats
 
 
@@ -139,6 +147,16 @@ PriorSpec = Annotated[
     ),
 ]
 PriorSpecT = BetweenPrior | FixedPrior | DistPrior
+
+
+@functools.cache
+def _prior_adapter() -> TypeAdapter:
+    return TypeAdapter(PriorSpec)
+
+
+def as_prior(spec: PriorSpecT | dict[str, Any]) -> PriorSpecT:
+    """Validate a prior written as a YAML-like dict (market defaults); pass a parsed one through."""
+    return _prior_adapter().validate_python(spec) if isinstance(spec, dict) else spec
 
 
 def check_support(spec: PriorSpecT, support: Support) -> PriorSpecT:

@@ -114,7 +114,10 @@ def save_tree(tree: xr.DataTree, path: Path) -> None:
             tree.to_zarr(tmp)
         else:
             tree.to_netcdf(tmp, engine="h5netcdf")
-        tmp.replace(path) if not path.exists() or path.is_file() else _swap(tmp, path)
+        if path.is_dir():  # an existing zarr store is a folder: swap it whole
+            _swap(tmp, path)
+        else:
+            tmp.replace(path)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
