@@ -40,6 +40,12 @@ class BuildContext:
         Filled while building: ``{variable: description of its prior(s)}``, stored in provenance.
     units
         Filled while building: units of named model variables.
+    flows
+        Flows ``(country, year, direction, phase)`` of the markets built so far, by market name
+        (markets build in registry order), so a later market can correct a known overlap.
+    corrections
+        Filled while building: overlap corrections applied, ``{market: description}``; stored
+        in provenance and shown in the summary.
     """
 
     model: pm.Model
@@ -48,6 +54,8 @@ class BuildContext:
     observations: ObservationTable
     priors_used: dict[str, str] = field(default_factory=dict)
     units: dict[str, str] = field(default_factory=dict)
+    flows: dict[str, pt.TensorVariable] = field(default_factory=dict)
+    corrections: dict[str, str] = field(default_factory=dict)
 
     def coord(self, dim: str) -> list[Any]:
         """Values of a model coord."""

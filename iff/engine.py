@@ -74,7 +74,7 @@ def prepare(loaded: LoadedConfig) -> RunPlan:
             list(config.years), file=str(loaded.input_files["observations"]),
             interval_prob=config.observations.interval_prob)
     else:
-        obs = ObservationTable.empty()
+        obs = ObservationTable.empty(list(config.countries), list(config.years))
     problems: list[InputProblem] = []
     for market in markets.values():
         for p in market.check(obs, list(config.countries)):
@@ -115,6 +115,7 @@ def build_model(plan: RunPlan) -> tuple[pm.Model, BuildContext]:
         for market in plan.markets.values():
             info = market.build(ctx)
             ctx.units.update(info.units)
+            ctx.flows[market.name] = info.flows
             flows.append(info.flows)
         pm.Deterministic("flows", pt.stack(flows, axis=0), dims=FLOW_DIMS)
         ctx.units["flows"] = FLOW_UNITS

@@ -94,6 +94,12 @@ class QuantitySpec:
     takes_partner
         Whether rows may name a counterpart country in the ``partner`` column. Quantities that
         do not would otherwise count partner-level rows as national totals.
+    items
+        Valid values of the ``item`` column for this quantity alone (e.g. an exchange rate's
+        basis, ``market`` or ``ppp``); empty: the market's :meth:`Market.items`.
+    item_meaning
+        What the ``item`` column holds for this quantity, in messages (e.g. ``"its basis in the
+        item column: market or ppp"``); empty: "an item".
     """
 
     code: str
@@ -104,6 +110,8 @@ class QuantitySpec:
     upper: float | None = None
     default_cv: float = 0.2
     takes_partner: bool = False
+    items: tuple[str, ...] = ()
+    item_meaning: str = ""
 
 
 @dataclass

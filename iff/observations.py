@@ -31,7 +31,7 @@ import hashlib
 import io
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -68,21 +68,28 @@ class ObservationTable:
         Name of the file, for messages.
     interval_prob
         Probability of the ``lower``/``upper`` intervals.
+    countries, years
+        The run's countries and years the table was checked against (markets' checks use them,
+        e.g. to find a country-year without a needed row).
     """
 
     frame: pd.DataFrame
     file: str
     interval_prob: float = 0.9
+    countries: list[str] = field(default_factory=list)
+    years: list[int] = field(default_factory=list)
 
     def for_market(self, market: str) -> pd.DataFrame:
         """Rows of one market."""
         return self.frame[self.frame["market"] == market]
 
     @classmethod
-    def empty(cls) -> ObservationTable:
+    def empty(cls, countries: list[str] | None = None,
+              years: list[int] | None = None) -> ObservationTable:
         """A table with no rows (a run without an observation file)."""
         cols = ["line", *KEY, "value", "unit", "se", "lower", "upper", "source"]
-        return cls(pd.DataFrame({c: pd.Series(dtype=object) for c in cols}), "<none>")
+        return cls(pd.DataFrame({c: pd.Series(dtype=object) for c in cols}), "<none>",
+                   countries=list(countries or []), years=list(years or []))
 
 
 def _read_rows(path: Path, file: str) -> tuple[list[str], list[tuple[int, list[str]]]]:
@@ -174,7 +181,8 @@ def read_observations(
     if problems:
         raise IffInputError(problems)
     frame = pd.DataFrame.from_records(records)
-    return ObservationTable(frame=frame, file=file, interval_prob=interval_prob)
+    return ObservationTable(frame=frame, file=file, interval_prob=interval_prob,
+                            countries=list(countries), years=list(years))
 
 
 def _fmt(v: float) -> str:
@@ -258,9 +266,13 @@ def _check_row(raw: dict[str, str], line: int, file: str, markets: Mapping[str, 
 
     item = raw.get("item", "")
     if spec.needs_item:
-        items = market.items()
+        items = list(spec.items) or market.items()
         if not item:
-            bad("item", f"quantity '{code}' needs an item ({', '.join(items)})")
+            bad("item", f"quantity '{code}' needs {spec.item_meaning}" if spec.item_meaning
+                else f"quantity '{code}' needs an item ({', '.join(items)})")
+        elif spec.items and item not in items:
+            bad("item", f"'{item}' is not valid for '{code}'{did_you_mean(item, items)}; it "
+                f"needs {spec.item_meaning or 'one of ' + ', '.join(items)}")
         elif item not in items:
             bad("item", f"'{item}' is not configured for market '{market_name}'"
                 f"{did_you_mean(item, items)}; configured: {', '.join(items)}")
