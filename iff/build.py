@@ -17,7 +17,7 @@ import pymc as pm
 import pytensor.tensor as pt
 
 from iff.market import Market, ParameterSpec, QuantitySpec
-from iff.models.measurement import measurement_sigma, observe
+from iff.models.measurement import cv_sigma, measurement_sigma, observe
 from iff.observations import ObservationTable
 from iff.priors import PriorSpecT, as_prior, describe, resolve
 
@@ -133,6 +133,7 @@ class BuildContext:
         latent_at_rows: pt.TensorVariable,
         name: str | None = None,
         sigma_extra: np.ndarray | None = None,
+        cv: pt.TensorVariable | None = None,
     ) -> None:
         """Add a likelihood term for the rows of one quantity code.
 
@@ -149,11 +150,21 @@ class BuildContext:
         sigma_extra
             Extra variance on the measurement scale, added to each row's (for derived measures
             that combine several rows).
+        cv
+            A model variable, one value per row: the relative error of rows that state no
+            ``se``/``lower``/``upper``, in place of the quantity's fixed ``default_cv`` (so the
+            data can inform how precise unstated figures are).
         """
         name = name or f"{market.name}_{quantity.code}_obs"
         sigma = self.sigma(quantity, rows)
         if sigma_extra is not None:
             sigma = np.sqrt(sigma**2 + sigma_extra**2)
+        if cv is not None:
+            stated = (np.isfinite(rows["se"].to_numpy(float))
+                      | np.isfinite(rows["lower"].to_numpy(float)))
+            if not stated.all():
+                sigma = pt.where(stated, sigma, cv_sigma(rows["value"].to_numpy(float),
+                                                         quantity.support, cv))
         dim = f"{name}_line"
         self.model.add_coord(dim, rows["line"].to_numpy(int))
         observe(name, latent_at_rows, rows["value"].to_numpy(float), sigma, quantity.support, dim)

@@ -64,11 +64,30 @@ def measurement_sigma(
     return sigma
 
 
+def cv_sigma(value: np.ndarray, support: Support, cv: pt.TensorVariable) -> pt.TensorVariable:
+    """Sigma on the measurement scale of a relative error ``cv`` that is itself a model
+    variable (one value per observation), as :func:`measurement_sigma` does for a fixed CV.
+
+    Parameters
+    ----------
+    value
+        Observed values.
+    support
+        ``positive`` (log scale) or ``unit`` (logit scale; delta method).
+    cv
+        Coefficient of variation at each observation (a tensor).
+    """
+    value = np.asarray(value, dtype=float)
+    if support is Support.UNIT:
+        return cv / (1 - value)
+    return pt.sqrt(pt.log1p(cv**2))
+
+
 def observe(
     name: str,
     latent: pt.TensorVariable,
     values: np.ndarray,
-    sigma: np.ndarray,
+    sigma: np.ndarray | pt.TensorVariable,
     support: Support,
     dim: str,
 ) -> pt.TensorVariable:
@@ -83,13 +102,15 @@ def observe(
     values
         Observed numbers.
     sigma
-        Measurement standard deviations on the log (positive) or logit (unit) scale.
+        Measurement standard deviations on the log (positive) or logit (unit) scale: numbers
+        (stored as data ``<name>_sigma``) or a tensor (when they depend on model variables).
     support
         ``positive`` or ``unit``.
     dim
         Name of the observation dim (its coords are the CSV lines).
     """
-    sigma_data = pm.Data(f"{name}_sigma", np.asarray(sigma, dtype=float), dims=dim)
+    sigma_data = (sigma if isinstance(sigma, pt.Variable)
+                  else pm.Data(f"{name}_sigma", np.asarray(sigma, dtype=float), dims=dim))
     if support is Support.UNIT:
         mu = pt.log(latent) - pt.log1p(-latent)
         return pm.LogitNormal(name, mu=mu, sigma=sigma_data, observed=values, dims=dim)
