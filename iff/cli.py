@@ -1,4 +1,4 @@
-"""Command-line interface: ``iff validate | run | summarize | markets | schema``.
+"""Command-line interface: ``iff validate | run | summarize | markets | mse | schema``.
 
 Exit codes: 0 success; 2 invalid input (config, data, options, an existing results folder) with
 a message naming file, field or row and reason, and no traceback; 3 a run that finished but
@@ -192,6 +192,64 @@ def _default_text(info) -> str:
         return "required"
     default = info.get_default(call_default_factory=True)
     return "" if default is None else str(getattr(default, "value", default))
+
+
+@app.command()
+def mse(
+    lists: Annotated[Path, typer.Argument(
+        help="List table (CSV): one 0/1 column per list, then count.")],
+    prob: Annotated[float, typer.Option(help="Interval probability (0-1).")] = 0.95,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    order: Annotated[int, typer.Option(
+        help="Highest order of list interactions: 1 (independent lists), 2, 3.")] = 2,
+    draws: Annotated[int, typer.Option(help="Draws per chain.")] = 2000,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    allow_unconverged: Annotated[bool, typer.Option(
+        help="Exit 0 even if convergence checks fail.")] = False,
+) -> None:
+    """Estimate a hidden population (e.g. victims of trafficking) from overlapping lists.
+
+    Bayesian log-linear multiple systems estimation with all two-list interactions under a
+    shrinkage prior. Prints the observed total and the posterior of the total population.
+    """
+    import logging
+
+    from iff.models.list_table import read_list_table
+    from iff.models.mse import estimate
+
+    if not 0 < prob < 1:
+        _fail(f"--prob: {prob} must be between 0 and 1")
+    if order not in (1, 2, 3):
+        _fail(f"--order: {order} must be 1, 2 or 3")
+    if draws < 100:
+        _fail(f"--draws: {draws} is too few (at least 100)")
+    table = read_list_table(lists, str(lists))
+    logging.getLogger("pymc").setLevel(logging.ERROR)
+    result = estimate(table, prob=prob, seed=seed, order=order, draws=draws, tune=draws)
+    summary = result.summary()
+    for w in result.warnings:
+        err.print("[yellow]warning:[/] " + _escape(w), highlight=False)
+    conv = result.convergence
+    if as_json:
+        sys.stdout.write(json.dumps({
+            **summary, "unit": "persons", "interval": "eti", "lists": list(table.lists),
+            "convergence": conv.verdict, "warnings": result.warnings}, indent=2) + "\n")
+    else:
+        t = Table(title=f"Multiple systems estimation — {lists.name} ({len(table.lists)} lists)",
+                  caption=f"persons; posterior of the total population (observed + dark "
+                          f"figure); {prob:.0%} equal-tailed interval; convergence: "
+                          f"{conv.verdict}")
+        for col in ("observed", "mean", "median", "lower", "upper"):
+            t.add_column(col, justify="right")
+        t.add_row(*(f"{summary[c]:,.0f}" for c in ("observed", "mean", "median", "lower",
+                                                    "upper")))
+        out.print(t)
+    if not conv.passed:
+        msg = "convergence checks failed: " + "; ".join(conv.failures)
+        if allow_unconverged:
+            err.print(f"[yellow]warning:[/] {msg} (accepted with --allow-unconverged)")
+        else:
+            _fail(msg + "; increase --draws", EXIT_UNCONVERGED)
 
 
 @app.command()
