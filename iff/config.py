@@ -409,9 +409,19 @@ def load_config(path: str | Path, scenario: str | None = None) -> LoadedConfig:
                 f"(looked for {obs_path})", file=file, field="observations.file",
                 row=lines.get(("observations", "file"))))
         input_files["observations"] = obs_path
+    missing = []
     for name in type(config.markets).model_fields:
         settings = getattr(config.markets, name)
-        if settings is not None:
-            input_files.update(settings.input_files(path.parent))
+        if settings is None:
+            continue
+        for role, extra in settings.input_files(path.parent).items():
+            if not extra.is_file():
+                parts = tuple(int(x) if x.isdigit() else x for x in role.split("."))
+                missing.append(InputProblem(
+                    f"file not found (looked for {extra})", file=file, field=role,
+                    row=scen_lines.get(parts) or scen_lines.get(tuple(map(str, parts)))))
+            input_files[role] = extra
+    if missing:
+        raise IffInputError(missing)
     return LoadedConfig(config=config, path=path, scenario=scenario, out_dir=out_dir,
                         input_files=input_files, lines=scen_lines)

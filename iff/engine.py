@@ -77,7 +77,9 @@ def prepare(loaded: LoadedConfig) -> RunPlan:
         obs = ObservationTable.empty(list(config.countries), list(config.years))
     problems: list[InputProblem] = []
     for market in markets.values():
-        for p in market.check(obs, list(config.countries)):
+        found = market.load_inputs(loaded.input_files)
+        found += [] if found else market.check(obs, list(config.countries))
+        for p in found:
             problems.append(p if p.file else InputProblem(
                 p.reason, file=str(loaded.path), field=p.field,
                 row=p.row if p.row is not None else loaded.line_of(p.field)))

@@ -15,6 +15,7 @@ with dims ``(country, year, direction, phase)`` in current USD.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -129,7 +130,11 @@ class MarketSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     def input_files(self, base_dir: Path) -> dict[str, Path]:
-        """Extra files the market reads (e.g. list tables), by role, for provenance hashes.
+        """Extra files the market reads (e.g. list tables), for provenance hashes.
+
+        Keys are the dotted config fields that name the files (e.g.
+        ``markets.trafficking_in_persons.list_tables.GBR.2013``), so a missing file is reported
+        at its line in the config.
 
         Parameters
         ----------
@@ -210,6 +215,13 @@ class Market(ABC):
     # -- per-run hooks ----------------------------------------------------------------------
     def items(self) -> list[str]:
         """Valid values of the observation table's ``item`` column (empty: none used)."""
+        return []
+
+    def load_inputs(self, files: Mapping[str, Path]) -> list[InputProblem]:
+        """Read the extra files named by :meth:`MarketSettings.input_files` (keys as there).
+
+        Called once before :meth:`check`; return every problem found instead of raising.
+        """
         return []
 
     def check(self, observations: ObservationTable, countries: list[str]) -> list[InputProblem]:
