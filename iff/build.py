@@ -66,7 +66,8 @@ class BuildContext:
         return tuple(len(self.model.coords[d]) for d in dims)
 
     def parameter(
-        self, market: Market, spec: ParameterSpec, priors: np.ndarray | PriorSpecT | None = None
+        self, market: Market, spec: ParameterSpec, priors: np.ndarray | PriorSpecT | None = None,
+        name: str | None = None,
     ) -> pt.TensorVariable:
         """Add one declared parameter of a market, vectorised over its dims.
 
@@ -79,6 +80,9 @@ class BuildContext:
         priors
             A prior for all elements, an object array of priors with the parameter's shape
             (elements may differ, e.g. by a country's role), or None for the declared default.
+        name
+            Variable name, when the market keeps ``<market>_<parameter>`` for a derived
+            variable (e.g. victims combining a prior with list tables).
 
         Returns
         -------
@@ -86,7 +90,7 @@ class BuildContext:
             The parameter with shape of ``spec.dims``. Elements whose priors share a family are
             one vectorised variable; fixed elements are constants.
         """
-        name = f"{market.name}_{spec.name}"
+        name = name or f"{market.name}_{spec.name}"
         shape = self.shape(spec.dims)
         if priors is None:
             priors = as_prior(spec.default_prior)
