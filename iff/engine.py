@@ -68,6 +68,7 @@ def prepare(loaded: LoadedConfig) -> RunPlan:
         settings = getattr(config.markets, name)
         if settings is not None:
             markets[name] = registry.get(name)(settings)
+            markets[name].bind(list(config.countries), list(config.years))
     if config.observations is not None:
         obs = read_observations(
             loaded.input_files["observations"], markets, list(config.countries),

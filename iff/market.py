@@ -191,6 +191,12 @@ class Market(ABC):
 
     def __init__(self, settings: MarketSettings):
         self.settings = settings
+        self.countries: list[str] = []
+        self.years: list[int] = []
+
+    def bind(self, countries: list[str], years: list[int]) -> None:
+        """Remember the run's countries and years (called by the engine before any check)."""
+        self.countries, self.years = list(countries), list(years)
 
     # -- metadata helpers -------------------------------------------------------------------
     @classmethod
