@@ -7,6 +7,7 @@ measurement terms indexed by the observation table's rows.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -137,7 +138,7 @@ class BuildContext:
         latent_at_rows: pt.TensorVariable,
         name: str | None = None,
         sigma_extra: np.ndarray | None = None,
-        cv: pt.TensorVariable | None = None,
+        cv: np.ndarray | pt.TensorVariable | None = None,
     ) -> None:
         """Add a likelihood term for the rows of one quantity code.
 
@@ -155,11 +156,13 @@ class BuildContext:
             Extra variance on the measurement scale, added to each row's (for derived measures
             that combine several rows).
         cv
-            A model variable, one value per row: the relative error of rows that state no
-            ``se``/``lower``/``upper``, in place of the quantity's fixed ``default_cv`` (so the
-            data can inform how precise unstated figures are).
+            One value per row: the relative error of rows that state no ``se``/``lower``/
+            ``upper``, in place of the quantity's ``default_cv``. Numbers, or a model variable
+            (so the data can inform how precise unstated figures are).
         """
         name = name or f"{market.name}_{quantity.code}_obs"
+        if isinstance(cv, np.ndarray):
+            quantity, cv = dataclasses.replace(quantity, default_cv=cv), None
         sigma = self.sigma(quantity, rows)
         if sigma_extra is not None:
             sigma = np.sqrt(sigma**2 + sigma_extra**2)

@@ -26,7 +26,7 @@ def measurement_sigma(
     upper: np.ndarray,
     support: Support,
     interval_prob: float,
-    default_cv: float,
+    default_cv: float | np.ndarray,
 ) -> np.ndarray:
     """Standard deviation of each observation on its measurement scale.
 
@@ -39,7 +39,8 @@ def measurement_sigma(
     interval_prob
         Probability of the central ``[lower, upper]`` intervals.
     default_cv
-        Coefficient of variation used where neither ``se`` nor an interval is given.
+        Coefficient of variation used where neither ``se`` nor an interval is given (one
+        number, or one per observation).
 
     Returns
     -------
