@@ -98,9 +98,12 @@ def run(
                            progressbar=progress)
     print_indicator(outcome.summary, f"SDG 16.4.1 — {outcome.loaded.config.name}"
                     + (f" (scenario {scenario})" if scenario else ""))
+    for w in json.loads(outcome.tree.attrs.get("warnings", "[]")):
+        err.print("[yellow]warning:[/] " + _escape(w), highlight=False)
     if outcome.tree.attrs.get("illustrative_inputs"):
-        err.print("[yellow]note:[/] some inputs are labelled illustrative (source column): the "
-                  "figures illustrate the method and are not an estimate.")
+        err.print("[yellow]note:[/] some inputs are labelled illustrative (source column or "
+                  "illustrative_priors in the config): the figures illustrate the method and "
+                  "are not an estimate.")
     out.print(f"results written to {outcome.out_dir}")
     conv = outcome.convergence
     if not conv.passed:

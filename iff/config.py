@@ -107,6 +107,9 @@ class RunConfigBase(Strict):
     years: list[int] = Field(min_length=1, description="Reference years (flows are per year).")
     observations: ObservationsConfig | None = Field(
         None, description="Observation table; omit for a pure prior (forward Monte Carlo) run.")
+    illustrative_priors: bool = Field(
+        False, description="Set when some priors of this config are illustrative rather than "
+        "published: results and reports are then flagged as illustrative.")
     sampler: SamplerConfig
     summary: SummaryConfig = Field(default_factory=SummaryConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)

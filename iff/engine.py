@@ -46,11 +46,22 @@ class RunPlan:
         return self.loaded.config
 
     @property
+    def conditioned(self) -> bool:
+        """Whether any data condition the model (observation rows or a market's own data)."""
+        return bool(len(self.observations.frame)) or any(
+            m.has_data() for m in self.markets.values())
+
+    @property
+    def warnings(self) -> list[str]:
+        """Warnings of every market's checks."""
+        return [w for m in self.markets.values() for w in m.warnings]
+
+    @property
     def method(self) -> str:
         """``nuts`` or ``forward``: what :func:`sample` will do."""
         m = self.config.sampler.method
         if m == "auto":
-            return "nuts" if len(self.observations.frame) else "forward"
+            return "nuts" if self.conditioned else "forward"
         return m
 
 
@@ -84,9 +95,10 @@ def prepare(loaded: LoadedConfig) -> RunPlan:
             problems.append(p if p.file else InputProblem(
                 p.reason, file=str(loaded.path), field=p.field,
                 row=p.row if p.row is not None else loaded.line_of(p.field)))
-    if config.sampler.method == "forward" and len(obs.frame):
+    if config.sampler.method == "forward" and (
+            len(obs.frame) or any(m.has_data() for m in markets.values())):
         problems.append(InputProblem(
-            "method 'forward' samples the priors only and would ignore the observations; use "
+            "method 'forward' samples the priors only and would ignore the data; use "
             "'nuts' or 'auto'", file=str(loaded.path), field="sampler.method",
             row=loaded.line_of("sampler.method")))
     if problems:

@@ -193,6 +193,8 @@ class Market(ABC):
         self.settings = settings
         self.countries: list[str] = []
         self.years: list[int] = []
+        #: Warnings found while checking (e.g. weakly identified terms), kept in provenance.
+        self.warnings: list[str] = []
 
     def bind(self, countries: list[str], years: list[int]) -> None:
         """Remember the run's countries and years (called by the engine before any check)."""
@@ -229,6 +231,11 @@ class Market(ABC):
         Called once before :meth:`check`; return every problem found instead of raising.
         """
         return []
+
+    def has_data(self) -> bool:
+        """Whether the market conditions the model on data outside the observation table
+        (e.g. list tables), so that the run needs NUTS rather than forward Monte Carlo."""
+        return False
 
     def check(self, observations: ObservationTable, countries: list[str]) -> list[InputProblem]:
         """Semantic checks of settings against data, run before any sampling."""

@@ -73,7 +73,8 @@ def run(
         config_json=loaded.resolved_json(), input_files=loaded.input_files,
         seed=cfg.sampler.seed, convergence=conv.to_dict(), method=plan.method,
         sampler=cfg.sampler.nuts_sampler, scenario=loaded.scenario, priors_used=ctx.priors_used,
-        sources=list(plan.observations.frame.get("source", [])),
+        sources=list(plan.observations.frame.get("source", [])), warnings=plan.warnings,
+        illustrative_priors=cfg.illustrative_priors,
     )
     tree = finalize(tree, attrs, ctx.units)
     table = summarize(tree, cfg.summary.interval, cfg.summary.prob)

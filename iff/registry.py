@@ -15,6 +15,8 @@ from iff.market import Market
 #: Built-in markets: name -> "module:Class" inside the iff package.
 BUILTIN = {
     "drugs": "iff.markets.drugs:DrugsMarket",
+    "trafficking_in_persons": "iff.markets.trafficking:TraffickingMarket",
+    "smuggling_of_migrants": "iff.markets.smuggling:SmugglingMarket",
 }
 ENTRY_POINT_GROUP = "iff.markets"
 

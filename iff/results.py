@@ -64,7 +64,7 @@ def flows_digest(tree: xr.DataTree) -> str:
 def provenance(
     *, config_json: str, input_files: dict[str, Path], seed: int, convergence: dict[str, Any],
     method: str, sampler: str, scenario: str | None, priors_used: dict[str, str],
-    sources: list[str],
+    sources: list[str], warnings: list[str] | None = None, illustrative_priors: bool = False,
 ) -> dict[str, Any]:
     """Root attrs of a results DataTree (all values are strings or integers for netCDF)."""
     inputs = {role: {"path": str(p), "sha256": sha256_bytes(Path(p).read_bytes())}
@@ -84,7 +84,10 @@ def provenance(
         "convergence_verdict": convergence["verdict"],
         "priors_used": json.dumps(priors_used, sort_keys=True),
         "observation_sources": json.dumps(sorted(set(sources))),
-        "illustrative_inputs": int(any("illustrative" in s.lower() for s in sources)),
+        "illustrative_inputs": int(illustrative_priors
+                                   or any("illustrative" in s.lower() for s in sources)),
+        "illustrative_priors": int(illustrative_priors),
+        "warnings": json.dumps(list(warnings or [])),
     }
 
 
