@@ -17,6 +17,7 @@ BUILTIN = {
     "drugs": "iff.markets.drugs:DrugsMarket",
     "trafficking_in_persons": "iff.markets.trafficking:TraffickingMarket",
     "smuggling_of_migrants": "iff.markets.smuggling:SmugglingMarket",
+    "corruption": "iff.markets.corruption:CorruptionMarket",
 }
 ENTRY_POINT_GROUP = "iff.markets"
 
