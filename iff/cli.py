@@ -47,7 +47,9 @@ def print_indicator(table, title: str) -> None:
     first = rows.iloc[0]
     t = Table(title=title, caption=(
         f"USD millions, current prices of each year; median and {first['prob']:.0%} "
-        f"{first['interval'].upper()} interval; convergence: {first['convergence']}"))
+        f"{first['interval'].upper()} interval; convergence: {first['convergence']}"
+        + ("" if first["corrections"] == "none" else
+           f"; overlap corrections: {first['corrections']}")))
     for col in ("country", "year", "flow", "median", "lower", "upper"):
         t.add_column(col, justify="right" if col in ("median", "lower", "upper") else "left")
     label = {"all": "total (inward + outward)", "inward": "inward", "outward": "outward"}

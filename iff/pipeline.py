@@ -74,7 +74,7 @@ def run(
         seed=cfg.sampler.seed, convergence=conv.to_dict(), method=plan.method,
         sampler=cfg.sampler.nuts_sampler, scenario=loaded.scenario, priors_used=ctx.priors_used,
         sources=list(plan.observations.frame.get("source", [])), warnings=plan.warnings,
-        illustrative_priors=cfg.illustrative_priors,
+        illustrative_priors=cfg.illustrative_priors, corrections=ctx.corrections,
     )
     tree = finalize(tree, attrs, ctx.units)
     table = summarize(tree, cfg.summary.interval, cfg.summary.prob)

@@ -65,6 +65,7 @@ def provenance(
     *, config_json: str, input_files: dict[str, Path], seed: int, convergence: dict[str, Any],
     method: str, sampler: str, scenario: str | None, priors_used: dict[str, str],
     sources: list[str], warnings: list[str] | None = None, illustrative_priors: bool = False,
+    corrections: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Root attrs of a results DataTree (all values are strings or integers for netCDF)."""
     inputs = {role: {"path": str(p), "sha256": sha256_bytes(Path(p).read_bytes())}
@@ -88,6 +89,7 @@ def provenance(
                                    or any("illustrative" in s.lower() for s in sources)),
         "illustrative_priors": int(illustrative_priors),
         "warnings": json.dumps(list(warnings or [])),
+        "overlap_corrections": json.dumps(dict(corrections or {}), sort_keys=True),
     }
 
 

@@ -9,6 +9,7 @@ whose kind and probability are columns.
 from __future__ import annotations
 
 import itertools
+import json
 
 import numpy as np
 import pandas as pd
@@ -19,7 +20,7 @@ from iff.flows import FLOW_DIMS, FLOW_UNITS
 AGG_DIMS = ("market", "country", "direction", "phase")
 ALL = "all"
 COLUMNS = ("market", "country", "year", "direction", "phase", "mean", "median", "sd", "lower",
-           "upper", "interval", "prob", "unit", "convergence")
+           "upper", "interval", "prob", "unit", "convergence", "corrections")
 FLOW_ORDER = FLOW_DIMS
 
 
@@ -98,6 +99,7 @@ def summarize(tree: xr.DataTree, kind: str = "eti", prob: float = 0.9) -> pd.Dat
     table["prob"] = prob
     table["unit"] = FLOW_UNITS
     table["convergence"] = verdict
+    table["corrections"] = corrections_column(tree, table["market"])
     order = {d: _order(flows, d) for d in ("market", "country", "direction", "phase")}
     for d, cats in order.items():
         table[d] = pd.Categorical(table[d].astype(str), categories=cats, ordered=True)
@@ -107,6 +109,20 @@ def summarize(tree: xr.DataTree, kind: str = "eti", prob: float = 0.9) -> pd.Dat
         table[d] = table[d].astype(str)
     table["year"] = table["year"].astype(int)
     return table[list(COLUMNS)]
+
+
+def corrections_column(tree: xr.DataTree, markets: pd.Series) -> list[str]:
+    """Overlap corrections behind each row (``market: description``; ``none`` if none).
+
+    A market's row carries that market's corrections; an ``all`` row carries every market's,
+    since its draws sum them. Read from the results' provenance (``overlap_corrections``).
+    """
+    applied: dict[str, str] = json.loads(tree.attrs.get("overlap_corrections", "{}") or "{}")
+    if not applied:
+        return ["none"] * len(markets)
+    every = "; ".join(f"{m}: {text}" for m, text in applied.items())
+    return [every if m == ALL else (f"{m}: {applied[m]}" if m in applied else "none")
+            for m in markets]
 
 
 def _order(flows: xr.DataArray, dim: str) -> list[str]:
