@@ -6,6 +6,7 @@ bulk effective sample size >= 400, and no divergent transitions.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass, field
 
 import arviz as az
@@ -79,8 +80,10 @@ def check_convergence(tree: xr.DataTree, var_names: list[str]) -> Convergence:
     defined R-hat and are skipped.
     """
     posterior = tree["posterior"].to_dataset()[var_names]
-    rhat = az.rhat(posterior)
-    ess = az.ess(posterior, method="bulk")
+    with warnings.catch_warnings():  # constant elements divide 0 by 0: NaN, skipped below
+        warnings.filterwarnings("ignore", "invalid value encountered", RuntimeWarning)
+        rhat = az.rhat(posterior)
+        ess = az.ess(posterior, method="bulk")
     rhat = rhat.to_dataset() if isinstance(rhat, xr.DataTree) else rhat
     ess = ess.to_dataset() if isinstance(ess, xr.DataTree) else ess
     max_rhat, worst_rhat = _worst(rhat, "max")
