@@ -18,6 +18,7 @@ BUILTIN = {
     "trafficking_in_persons": "iff.markets.trafficking:TraffickingMarket",
     "smuggling_of_migrants": "iff.markets.smuggling:SmugglingMarket",
     "corruption": "iff.markets.corruption:CorruptionMarket",
+    "theft": "iff.markets.theft:TheftMarket",
 }
 ENTRY_POINT_GROUP = "iff.markets"
 
