@@ -143,6 +143,255 @@ def summarize(
     out.print(f"summary written to {target}")
 
 
+def _interval_of(tree, interval: str | None, prob: float | None) -> tuple[str, float]:
+    """Interval kind and probability: the options, else the run's config."""
+    cfg = json.loads(tree.attrs["config_json"])
+    kind = interval or cfg["summary"]["interval"]
+    p = prob if prob is not None else cfg["summary"]["prob"]
+    if kind not in ("eti", "hdi"):
+        _fail(f"--interval: '{kind}' must be eti or hdi")
+    if not 0 < p < 1:
+        _fail(f"--prob: {p} must be between 0 and 1")
+    return kind, p
+
+
+def _published(caveats, written: list[Path], allow_unconverged: bool) -> None:
+    """List what was written; warn of every alert; exit 3 for unconverged results."""
+    for path in written:
+        out.print(f"written {path}", highlight=False)
+    for alert in caveats.alerts():
+        err.print("[yellow]warning:[/] " + _escape(alert.removeprefix("WARNING: ")),
+                  highlight=False)
+    if not caveats.sound and not allow_unconverged:
+        _fail("these results did not pass the convergence checks: the outputs are written and "
+              "carry the warning; pass --allow-unconverged to exit 0", EXIT_UNCONVERGED)
+
+
+_Prob = Annotated[float | None, typer.Option(
+    help="Interval probability (0-1); default from the run's config.")]
+_Interval = Annotated[str | None, typer.Option(help="eti or hdi; default from the run's config.")]
+_Force = Annotated[bool, typer.Option(help="Replace existing output files.")]
+_AllowUnconverged = Annotated[bool, typer.Option(
+    help="Exit 0 for results that failed convergence (outputs carry the warning anyway).")]
+
+
+@app.command()
+def publish(
+    results: Annotated[Path, typer.Argument(help="Results folder (or posterior file).")],
+    fmt: Annotated[list[str] | None, typer.Option(
+        "--format", help="sdg (SDG long table, CSV), csv (SDG + report tables), xlsx, json; "
+        "repeat for several.")] = None,
+    prob: _Prob = None,
+    interval: _Interval = None,
+    out_dir: Annotated[Path | None, typer.Option(
+        "--out", help="Output folder (default RESULTS/published).")] = None,
+    force: _Force = False,
+    allow_unconverged: _AllowUnconverged = False,
+) -> None:
+    """Publish the SDG 16.4.1 table (series total, inward, outward, per typology) and the report
+    table (market x direction x phase), in USD millions, from the summary layer."""
+    from iff.publish import FORMATS, default_out_dir, publication, write
+    from iff.results import load_tree
+
+    formats = list(dict.fromkeys(fmt or ["sdg"]))
+    bad = [f for f in formats if f not in FORMATS]
+    if bad:
+        _fail(f"--format: '{bad[0]}' is not one of {', '.join(FORMATS)}")
+    tree = load_tree(results)
+    kind, p = _interval_of(tree, interval, prob)
+    pub = publication(tree, kind, p)
+    written = write(pub, out_dir or default_out_dir(results, "published"), formats, force)
+    _published(pub.caveats, written, allow_unconverged)
+
+
+@app.command()
+def plot(
+    results: Annotated[Path, typer.Argument(help="Results folder (or posterior file).")],
+    out_dir: Annotated[Path | None, typer.Option(
+        "--out", help="Output folder (default RESULTS/figures).")] = None,
+    year: Annotated[int | None, typer.Option(
+        help="Year of the density of the total (default: the last year).")] = None,
+    prob: _Prob = None,
+    interval: _Interval = None,
+    force: _Force = False,
+    allow_unconverged: _AllowUnconverged = False,
+) -> None:
+    """Draw the figures (PNG and SVG): fan chart of the indicator, inward vs outward by market,
+    density of the total, prior vs posterior per market, convergence diagnostics."""
+    from iff.caveats import Caveats
+    from iff.plots import figures, save_figures
+    from iff.publish import default_out_dir
+    from iff.results import load_tree
+
+    tree = load_tree(results)
+    kind, p = _interval_of(tree, interval, prob)
+    years = [int(y) for y in tree["posterior"]["flows"].coords["year"].values]
+    if year is not None and year not in years:
+        _fail(f"--year: {year} is not a year of these results ({', '.join(map(str, years))})")
+    figs = figures(tree, kind, p, year=year)
+    written = save_figures(figs, out_dir or default_out_dir(results, "figures"), force)
+    _published(Caveats.from_tree(tree, kind, p), written, allow_unconverged)
+
+
+@app.command()
+def report(
+    results: Annotated[Path, typer.Argument(help="Results folder (or posterior file).")],
+    out_file: Annotated[Path | None, typer.Option(
+        "--out", help="HTML file (default RESULTS/report.html).")] = None,
+    prob: _Prob = None,
+    interval: _Interval = None,
+    force: _Force = False,
+    allow_unconverged: _AllowUnconverged = False,
+) -> None:
+    """Write one self-contained HTML report: headline estimate, tables, figures, each market's
+    assumptions and sources, convergence verdict and provenance."""
+    from iff.atomic import refuse_existing, write_atomic
+    from iff.publish import default_out_dir
+    from iff.report import render_report
+    from iff.results import load_tree
+
+    tree = load_tree(results)
+    kind, p = _interval_of(tree, interval, prob)
+    target = out_file or default_out_dir(results, "report.html")
+    refuse_existing([target], force)
+    html, caveats = render_report(tree, kind, p)
+    _published(caveats, [write_atomic(target, html)], allow_unconverged)
+
+
+@app.command()
+def sweep(
+    config: Annotated[Path, typer.Argument(help="Run config (YAML) with scenarios.")],
+    scenarios: Annotated[str, typer.Option(
+        help="Scenarios to run: a,b (base = the config without overlay) or all.")] = "all",
+    workers: Annotated[int | None, typer.Option(
+        min=1, help="Workers of the local Dask cluster (default: one per task, at most the "
+        "CPU count).")] = None,
+    scheduler: Annotated[str | None, typer.Option(
+        help="Address of an existing Dask scheduler instead of a local cluster.")] = None,
+    out_dir: Annotated[Path | None, typer.Option(
+        "--out", help="Sweep folder (default sweep.dir or results/<name>-sweep).")] = None,
+    force: Annotated[bool, typer.Option(
+        help="Rerun tasks whose folders are stale (config or data changed) and replace "
+        "them.")] = False,
+    allow_unconverged: Annotated[bool, typer.Option(
+        help="Exit 0 even if some tasks fail the convergence checks.")] = False,
+    progress: Annotated[bool, typer.Option(
+        "--progress/--no-progress", help="Progress bar over tasks.")] = True,
+    dry_run: Annotated[bool, typer.Option(
+        help="Validate every task and show what would run; run nothing.")] = False,
+) -> None:
+    """Run every scenario (x country group) as an independent task on dask.distributed.
+
+    Finished tasks are skipped, so an interrupted sweep resumes where it stopped. Writes one
+    results folder per task and sweep_summary.csv comparing them.
+    """
+    from iff.sweep import plan_sweep
+
+    if workers is not None and scheduler:
+        _fail("--workers sizes the local cluster; it cannot be combined with --scheduler")
+    plan = plan_sweep(config, scenarios, out_dir, force)
+    _print_plan(plan)
+    if dry_run:
+        return
+    report = _run_sweep_with_progress(plan, workers, scheduler, progress)
+    _print_sweep_report(report)
+    if report.failed:
+        _fail(f"{len(report.failed)} task(s) failed: "
+              + ", ".join(r.name for r in report.failed), 1)
+    if report.unconverged:
+        msg = (f"{len(report.unconverged)} task(s) failed the convergence checks: "
+               + ", ".join(r.name for r in report.unconverged))
+        if allow_unconverged:
+            err.print(f"[yellow]warning:[/] {msg} (accepted with --allow-unconverged)")
+        else:
+            _fail(msg + ". Their results are written and marked FAILED; pass "
+                  "--allow-unconverged to accept.", EXIT_UNCONVERGED)
+
+
+def _print_plan(plan) -> None:
+    done = sum(s.state == "done" for s in plan.states.values())
+    stale = sum(s.state == "stale" for s in plan.states.values())
+    out.print(f"sweep of {plan.config_path.name}: {len(plan.tasks)} task(s) -> {plan.sweep_dir}"
+              f" ({done} finished and skipped" + (f", {stale} stale to rerun" if stale else "")
+              + ")", highlight=False)
+
+
+def _run_sweep_with_progress(plan, workers, scheduler, progress: bool):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from iff.sweep import run_sweep
+
+    def line(r) -> str:
+        style = {"ok": "green", "unconverged": "yellow", "failed": "red"}[r.status]
+        return (f"[{style}]{r.status}[/] {_escape(r.name)} ({r.seconds:.1f} s"
+                + (f", {r.verdict}" if r.verdict else "") + ")")
+
+    if not progress:
+        return run_sweep(plan, workers, scheduler,
+                         on_done=lambda r: err.print(line(r), highlight=False))
+    with Progress("[progress.description]{task.description}", BarColumn(),
+                  MofNCompleteColumn(), TimeElapsedColumn(), console=err) as bar:
+        tid = bar.add_task("tasks", total=len(plan.tasks))
+
+        def start(total: int, skipped: int) -> None:
+            bar.update(tid, total=total, completed=skipped)
+
+        def done(r) -> None:
+            bar.console.print(line(r), highlight=False)
+            bar.advance(tid)
+
+        return run_sweep(plan, workers, scheduler, on_start=start, on_done=done)
+
+
+def _print_sweep_report(report) -> None:
+    t = Table(title=f"sweep — {report.wall_seconds:.1f} s on {report.workers} worker(s)")
+    for col in ("task", "status", "convergence", "seconds", "folder"):
+        t.add_column(col, justify="right" if col == "seconds" else "left")
+    for task in report.plan.tasks:
+        r = report.results[task.name]
+        t.add_row(task.name, r.status, r.verdict, f"{r.seconds:.1f}" if r.seconds else "",
+                  str(task.out_dir))
+    out.print(t)
+    for r in report.failed + report.unconverged:
+        err.print(f"[red]{_escape(r.name)}[/]: {_escape(r.message)}", highlight=False)
+    if report.summary_path:
+        out.print(f"sweep summary written to {report.summary_path}")
+
+
+@app.command()
+def compare(
+    results_a: Annotated[Path, typer.Argument(help="Results folder A.")],
+    results_b: Annotated[Path, typer.Argument(help="Results folder B.")],
+    prob: Annotated[float, typer.Option(help="Interval probability (0-1).")] = 0.9,
+    interval: Annotated[str, typer.Option(help="eti or hdi.")] = "eti",
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Differences A - B of flow totals on paired draws, with the probability that A > B."""
+    from iff.compare import compare_results
+
+    comp = compare_results(results_a, results_b, interval, prob)
+    if as_json:
+        sys.stdout.write(json.dumps(comp.to_dict(), indent=2) + "\n")
+        return
+    a, b = comp.a, comp.b
+    label = {"all": "total (inward + outward)", "inward": "inward", "outward": "outward"}
+    t = Table(title=f"A - B: {a['name']}/{a['scenario'] or 'base'} minus "
+                    f"{b['name']}/{b['scenario'] or 'base'}",
+              caption=f"USD millions, current prices of each year; median and {comp.prob:.0%} "
+                      f"{comp.interval.upper()} interval of the difference over "
+                      f"{comp.draws} paired draws; P(A>B) = share of pairs with A > B; "
+                      f"convergence A: {a['convergence']}, B: {b['convergence']}")
+    for col in ("country", "year", "market", "flow", "median", "lower", "upper", "P(A>B)"):
+        t.add_column(col, justify="left" if col in ("country", "market", "flow") else "right")
+    for _, r in comp.table.iterrows():
+        t.add_row(r["country"], str(r["year"]), r["market"], label[r["direction"]],
+                  _usd(r["median"]), _usd(r["lower"]), _usd(r["upper"]),
+                  f"{r['p_a_gt_b']:.3f}")
+    out.print(t)
+    for note in comp.notes:
+        err.print("[yellow]note:[/] " + _escape(note), highlight=False)
+
+
 @app.command()
 def markets(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,

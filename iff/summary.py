@@ -133,3 +133,54 @@ def indicator_rows(table: pd.DataFrame) -> pd.DataFrame:
     """The SDG 16.4.1 rows: all markets and phases, total and by direction, per country-year."""
     sel = table[(table["market"] == ALL) & (table["phase"] == ALL) & (table["country"] != ALL)]
     return sel.reset_index(drop=True)
+
+
+def summarize_typologies(
+    tree: xr.DataTree, kind: str = "eti", prob: float = 0.9,
+    typology_of: dict[str, str] | None = None,
+) -> pd.DataFrame:
+    """Summary by typology: markets of one typology summed on every draw, then summarised.
+
+    Parameters
+    ----------
+    tree
+        Results DataTree (as for :func:`summarize`).
+    kind, prob
+        Interval kind and probability.
+    typology_of
+        Market name -> typology; default from each market's declared ``typology`` in the
+        registry (``unclassified`` for a market no longer installed).
+
+    Returns
+    -------
+    pandas.DataFrame
+        The columns of :func:`summarize` with ``typology`` in place of ``market`` (``all``: every
+        typology, equal to the ``all`` market rows). ``corrections`` lists the overlap
+        corrections of the typology's markets.
+    """
+    flows = tree["posterior"]["flows"]
+    markets = [str(m) for m in flows.coords["market"].values]
+    typology_of = dict(typology_of) if typology_of is not None else default_typologies(markets)
+    labels = [typology_of.get(m, "unclassified") for m in markets]
+    order = list(dict.fromkeys(labels))
+    grouped = flows.groupby(xr.DataArray(labels, dims="market", name="typology")).sum()
+    grouped = grouped.sel(typology=order).rename(typology="market")
+    sub = xr.DataTree.from_dict({"posterior": xr.Dataset({"flows": grouped})})
+    sub.attrs = {"convergence_verdict": tree.attrs.get("convergence_verdict", "unknown")}
+    table = summarize(sub, kind, prob).rename(columns={"market": "typology"})
+    members = {t: [m for m, lab in zip(markets, labels, strict=True) if lab == t] for t in order}
+    per_market = dict(zip(markets, corrections_column(tree, pd.Series(markets)), strict=True))
+    every = corrections_column(tree, pd.Series([ALL]))[0]
+    table["corrections"] = [
+        every if t == ALL else
+        ("; ".join(per_market[m] for m in members[t] if per_market[m] != "none") or "none")
+        for t in table["typology"]]
+    return table
+
+
+def default_typologies(markets: list[str]) -> dict[str, str]:
+    """Each market's declared typology from the registry (``unclassified`` if not installed)."""
+    from iff import registry
+
+    known = registry.markets()
+    return {m: str(known[m].typology) if m in known else "unclassified" for m in markets}
