@@ -98,6 +98,28 @@ class ObservationsConfig(Strict):
         description="Probability of the central interval given by the lower/upper columns.")
 
 
+class SweepConfig(Strict):
+    """Settings of ``iff sweep`` (scenarios x country groups as independent tasks)."""
+
+    dir: str | None = Field(
+        None, description="Sweep folder, relative to the working directory (default "
+        "results/<name>-sweep); one results folder per task inside it.")
+    groups: dict[Annotated[str, Field(pattern=SLUG)],
+                 Annotated[list[ISO3], Field(min_length=1)]] = Field(
+        default_factory=dict,
+        description="Country groups: each scenario runs once per group, with the config's "
+        "countries replaced by the group's (codes must be among the config's countries).")
+
+    @field_validator("groups")
+    @classmethod
+    def _unique_members(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        for name, members in v.items():
+            dup = sorted({c for c in members if members.count(c) > 1})
+            if dup:
+                raise ValueError(f"group '{name}' lists {', '.join(dup)} twice")
+        return v
+
+
 class RunConfigBase(Strict):
     """Fields of a run config except ``markets`` (which is built from the registry)."""
 
@@ -116,6 +138,10 @@ class RunConfigBase(Strict):
     scenarios: dict[Annotated[str, Field(pattern=SLUG)], dict[str, Any]] = Field(
         default_factory=dict,
         description="Named overlays on this config, applied with --scenario NAME.")
+    sweep: SweepConfig = Field(
+        default_factory=SweepConfig,
+        description="iff sweep: its folder and optional country groups (not part of a run's "
+        "resolved config).")
 
     @field_validator("countries")
     @classmethod
@@ -142,6 +168,8 @@ class RunConfigBase(Strict):
         for name, overlay in v.items():
             if "scenarios" in overlay:
                 raise ValueError(f"scenario '{name}' may not define scenarios itself")
+            if "sweep" in overlay:
+                raise ValueError(f"scenario '{name}' may not change the sweep section")
         return v
 
 
@@ -248,8 +276,9 @@ class LoadedConfig:
         return self.path.parent
 
     def resolved_json(self) -> str:
-        """The resolved config as canonical JSON (sorted keys), without the scenario list."""
-        data = self.config.model_dump(mode="json", exclude={"scenarios"})
+        """The resolved config as canonical JSON (sorted keys), without the scenario list and
+        the sweep section (which do not change a run's numbers)."""
+        data = self.config.model_dump(mode="json", exclude={"scenarios", "sweep"})
         data["scenario"] = self.scenario
         return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
