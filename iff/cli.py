@@ -375,17 +375,21 @@ def compare(
         sys.stdout.write(json.dumps(comp.to_dict(), indent=2) + "\n")
         return
     a, b = comp.a, comp.b
-    label = {"all": "total (inward + outward)", "inward": "inward", "outward": "outward"}
+    rows = comp.table
+    if rows["market"].nunique() == 2:  # one market: its rows repeat the totals
+        rows = rows[rows["market"] == "all"]
     t = Table(title=f"A - B: {a['name']}/{a['scenario'] or 'base'} minus "
                     f"{b['name']}/{b['scenario'] or 'base'}",
               caption=f"USD millions, current prices of each year; median and {comp.prob:.0%} "
                       f"{comp.interval.upper()} interval of the difference over "
-                      f"{comp.draws} paired draws; P(A>B) = share of pairs with A > B; "
+                      f"{comp.draws} paired draws; total = inward + outward; P(A>B) = share "
+                      "of pairs with A > B; "
                       f"convergence A: {a['convergence']}, B: {b['convergence']}")
     for col in ("country", "year", "market", "flow", "median", "lower", "upper", "P(A>B)"):
         t.add_column(col, justify="left" if col in ("country", "market", "flow") else "right")
-    for _, r in comp.table.iterrows():
-        t.add_row(r["country"], str(r["year"]), r["market"], label[r["direction"]],
+    for _, r in rows.iterrows():
+        t.add_row(r["country"], str(r["year"]), r["market"],
+                  "total" if r["direction"] == "all" else r["direction"],
                   _usd(r["median"]), _usd(r["lower"]), _usd(r["upper"]),
                   f"{r['p_a_gt_b']:.3f}")
     out.print(t)
