@@ -400,9 +400,17 @@ def compare(
 @app.command()
 def markets(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    markdown: Annotated[bool, typer.Option(
+        "--markdown", help="Markdown reference (as in docs/markets.md).")] = False,
 ) -> None:
     """List available markets with their parameters and observation quantities."""
     from iff import registry
+
+    if markdown:
+        from iff.docs import markets_reference
+
+        sys.stdout.write(markets_reference())
+        return
 
     data = {}
     for name, cls in registry.markets().items():

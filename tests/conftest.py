@@ -93,3 +93,58 @@ def smoke_results(tmp_path_factory):
     (tmp / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
     write_csv(tmp / "obs.csv", BASE_ROWS)
     return run(tmp / "config.yaml")
+
+
+@pytest.fixture(scope="session")
+def demo_forward(tmp_path_factory):
+    """The demo's priors without its observations: exact forward Monte Carlo (seconds), flagged
+    illustrative, written to a results folder (publishing tests)."""
+    from iff import run
+
+    tmp = tmp_path_factory.mktemp("demo_forward")
+    cfg = yaml.safe_load(DEMO.read_text(encoding="utf-8"))
+    cfg.pop("observations")
+    cfg["illustrative_priors"] = True
+    cfg["sampler"] = {"draws": 500, "chains": 2, "seed": 3, "progressbar": False}
+    cfg["output"] = {"dir": str(tmp / "results")}
+    (tmp / "demo.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
+    return run(tmp / "demo.yaml")
+
+
+@pytest.fixture(scope="session")
+def failed_results(demo_forward, tmp_path_factory):
+    """The same draws marked as a NUTS run that FAILED its convergence checks."""
+    import json
+
+    from iff.results import write_results
+    from iff.summary import summarize
+
+    tree = demo_forward.tree.copy()
+    conv = {"method": "nuts", "passed": False, "max_rhat": 1.08, "min_ess_bulk": 35.0,
+            "divergences": 3, "worst_rhat": "flows", "worst_ess": "flows",
+            "thresholds": {"rhat_max": 1.01, "ess_bulk_min": 400.0, "divergences_max": 0},
+            "failures": ["R-hat 1.080 > 1.01 (flows)", "bulk ESS 35 < 400 (flows)",
+                         "3 divergent transitions"], "verdict": "FAILED"}
+    tree.attrs = {**tree.attrs, "method": "nuts", "convergence": json.dumps(conv),
+                  "convergence_verdict": "FAILED"}
+    out = tmp_path_factory.mktemp("failed") / "results"
+    return write_results(out, tree, summarize(tree, "eti", 0.9), force=False)
+
+
+@pytest.fixture
+def run_iff(capsys, monkeypatch):
+    """Run the ``iff`` command in this process: ``run_iff(*args) -> (exit code, stdout,
+    stderr)`` (exit codes mapped as by the installed command, without its start-up time)."""
+    from iff import cli
+
+    monkeypatch.setenv("PYTHONHASHSEED", os.environ.get("PYTHONHASHSEED", "0"))
+
+    def run_cli(*args: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        monkeypatch.setattr("sys.argv", ["iff", *map(str, args)])
+        with pytest.raises(SystemExit) as exc:
+            cli.main()
+        captured = capsys.readouterr()
+        return int(exc.value.code or 0), captured.out, captured.err
+
+    return run_cli
