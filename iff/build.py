@@ -19,6 +19,7 @@ import pytensor.tensor as pt
 
 from iff.market import Market, ParameterSpec, QuantitySpec
 from iff.models.measurement import cv_sigma, measurement_sigma, observe
+from iff.models.structure import STRUCTURED_FAMILIES, structured_variable
 from iff.observations import ObservationTable
 from iff.priors import PriorSpecT, as_prior, describe, resolve
 
@@ -47,6 +48,9 @@ class BuildContext:
     corrections
         Filled while building: overlap corrections applied, ``{market: description}``; stored
         in provenance and shown in the summary.
+    structure
+        Filled while building: parameters pooled across countries and/or smoothed across
+        years (:mod:`iff.models.structure`), ``{variable: {"pool": bool, "smooth": bool}}``.
     """
 
     model: pm.Model
@@ -57,6 +61,7 @@ class BuildContext:
     units: dict[str, str] = field(default_factory=dict)
     flows: dict[str, pt.TensorVariable] = field(default_factory=dict)
     corrections: dict[str, str] = field(default_factory=dict)
+    structure: dict[str, dict[str, bool]] = field(default_factory=dict)
 
     def coord(self, dim: str) -> list[Any]:
         """Values of a model coord."""
@@ -111,6 +116,11 @@ class BuildContext:
             family = next(iter(groups))
             params = {k: np.array([r[1][k] for r in resolved]).reshape(shape)
                       for k in resolved[0][1]}
+            pool, smooth = market.structure(spec)
+            if (pool or smooth) and family in STRUCTURED_FAMILIES:
+                self.structure[name] = {"pool": pool, "smooth": smooth}
+                return structured_variable(name, family, params, spec.dims,
+                                           dict(self.model.coords), pool=pool, smooth=smooth)
             return _family_variable(name, family, params, spec.dims)
 
         # Mixed families: one flat variable per family, scattered into the full array.

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -29,12 +28,12 @@ from pydantic import (
 )
 
 from iff import registry
-from iff.countries import check_iso3
+from iff.countries import ISO3
 from iff.errors import IffInputError, InputProblem, did_you_mean
+from iff.partners import PartnerSettings
 from iff.yamlio import Loc, load_yaml
 
 SLUG = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
-ISO3 = Annotated[str, AfterValidator(check_iso3)]
 
 
 class Strict(BaseModel):
@@ -178,10 +177,26 @@ def markets_model() -> type[BaseModel]:
     """Pydantic model of the ``markets`` section: one optional field per registered market."""
     fields: dict[str, Any] = {}
     for name, cls in registry.markets().items():
+        extra: dict[str, Any] = {}
+        for section, dim, what in (("pool", "country", "pool across countries"),
+                                   ("smooth", "year", "smooth across years")):
+            names = tuple(p.name for p in cls.parameters if dim in p.dims)
+            if names:
+                declared = [p.name for p in cls.parameters if getattr(p, section) and
+                            dim in p.dims]
+                extra[section] = (dict[Literal[names], bool], Field(  # type: ignore[valid-type]
+                    default_factory=dict, description=(
+                        f"Whether to {what}, by parameter (default: yes for "
+                        f"{', '.join(declared) or 'none'})")))
+        if cls.partner_meaning:
+            extra["partners"] = (PartnerSettings | None, Field(None, description=(
+                f"Counterpart countries of the flows ({cls.partner_meaning}); bilateral flows "
+                "between run countries are reconciled (see iff.partners).")))
         settings = create_model(
             cls.Settings.__name__, __base__=cls.Settings,
             priors=(cls.Priors, Field(default_factory=cls.Priors,
                                       description="Priors overriding the market's defaults.")),
+            **extra,
         )
         settings.__doc__ = cls.Settings.__doc__
         fields[name] = (settings | None, Field(None, description=f"{cls.title} ({cls.typology})"))

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import functools
+from typing import Annotated
 
 import pycountry
+from pydantic import AfterValidator
 
 from iff.errors import did_you_mean
 
@@ -30,3 +32,7 @@ def check_iso3(code: str) -> str:
         raise ValueError(f"'{code}' must be upper case: '{code.upper()}' ({codes[code.upper()]})")
     hint = did_you_mean(code, codes)
     raise ValueError(f"'{code}' is not an ISO 3166-1 alpha-3 country code{hint}")
+
+
+#: A pydantic field type: an ISO 3166-1 alpha-3 code, checked with hints.
+ISO3 = Annotated[str, AfterValidator(check_iso3)]

@@ -61,6 +61,12 @@ class ParameterSpec:
         One line saying what the parameter is.
     default_note
         How the default is chosen when it depends on settings (e.g. a country's role).
+    pool
+        Whether the parameter is similar across countries, so that a multi-country run pools
+        it hierarchically unless the config says ``pool: {name: false}``.
+    smooth
+        Whether it varies slowly over years, so that it is smoothed (AR(1) on the latent
+        scale) unless the config says ``smooth: {name: false}``.
     """
 
     name: str
@@ -70,6 +76,8 @@ class ParameterSpec:
     default_prior: dict[str, Any]
     meaning: str
     default_note: str = ""
+    pool: bool = False
+    smooth: bool = False
 
 
 @dataclass(frozen=True)
@@ -172,6 +180,9 @@ class Market(ABC):
     parameters: ClassVar[tuple[ParameterSpec, ...]]
     quantities: ClassVar[tuple[QuantitySpec, ...]]
     Settings: ClassVar[type[MarketSettings]]
+    #: Non-empty for markets that know the counterpart country of their flows: what a partner
+    #: is for each direction. Such markets accept a ``partners`` section (:mod:`iff.partners`).
+    partner_meaning: ClassVar[str] = ""
     #: Set by ``__init_subclass__``: model of the ``priors`` section.
     Priors: ClassVar[type[BaseModel]]
 
@@ -219,6 +230,14 @@ class Market(ABC):
         """Human description of a parameter's default prior."""
         text = describe(as_prior(p.default_prior), p.support)
         return f"{text} ({p.default_note})" if p.default_note else text
+
+    def structure(self, spec: ParameterSpec) -> tuple[bool, bool]:
+        """Whether to pool ``spec`` across countries and smooth it across years in this run
+        (the config's ``pool`` / ``smooth`` sections override the declared defaults)."""
+        pool = getattr(self.settings, "pool", {}).get(spec.name, spec.pool)
+        smooth = getattr(self.settings, "smooth", {}).get(spec.name, spec.smooth)
+        return (bool(pool) and "country" in spec.dims and len(self.countries) > 1,
+                bool(smooth) and "year" in spec.dims and len(self.years) > 1)
 
     # -- per-run hooks ----------------------------------------------------------------------
     def items(self) -> list[str]:

@@ -35,7 +35,7 @@ RANGES = {
     Support.REAL: [(-1.0, 1.0), (-5.0, -2.0), (10.0, 1000.0)],
 }
 FAMILY = {Support.POSITIVE: "LogNormal", Support.UNIT: "Beta", Support.REAL: "Normal"}
-MARKET = SimpleNamespace(name="m")  # BuildContext.parameter only needs the market's name
+MARKET = SimpleNamespace(name="m", structure=lambda spec: (False, False))  # unstructured
 N_DRAWS = 20_000
 
 
