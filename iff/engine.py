@@ -30,6 +30,7 @@ from iff.errors import IffInputError, InputProblem
 from iff.flows import DIRECTIONS, FLOW_DIMS, FLOW_UNITS, PHASES
 from iff.market import Market
 from iff.observations import ObservationTable, read_observations
+from iff.partners import PARTNER_FLOW_DIMS, partner_coords, split_by_partner
 
 
 @dataclass
@@ -95,6 +96,12 @@ def prepare(loaded: LoadedConfig) -> RunPlan:
             problems.append(p if p.file else InputProblem(
                 p.reason, file=str(loaded.path), field=p.field,
                 row=p.row if p.row is not None else loaded.line_of(p.field)))
+    for name, market in markets.items():
+        partners = getattr(market.settings, "partners", None)
+        for field, reason in partners.problems(list(config.countries)) if partners else []:
+            dotted = f"markets.{name}.{field}"
+            problems.append(InputProblem(reason, file=str(loaded.path), field=dotted,
+                                         row=loaded.line_of(dotted)))
     if config.sampler.method == "forward" and (
             len(obs.frame) or any(m.has_data() for m in markets.values())):
         problems.append(InputProblem(
@@ -116,24 +123,44 @@ def build_model(plan: RunPlan) -> tuple[pm.Model, BuildContext]:
         context holding units and the priors used.
     """
     cfg = plan.config
+    countries = list(cfg.countries)
+    partnered = {name: m.settings.partners for name, m in plan.markets.items()
+                 if getattr(m.settings, "partners", None) is not None}
     coords = {
         "market": list(plan.markets),
-        "country": list(cfg.countries),
+        "country": countries,
         "year": list(cfg.years),
         "direction": list(DIRECTIONS),
         "phase": list(PHASES),
     }
+    if partnered:
+        coords |= {"partner_market": list(partnered), "partner": partner_coords(countries)}
     with pm.Model(coords=coords) as model:
-        ctx = BuildContext(model=model, countries=list(cfg.countries), years=list(cfg.years),
+        ctx = BuildContext(model=model, countries=countries, years=list(cfg.years),
                            observations=plan.observations)
-        flows = []
+        flows, by_partner = [], []
         for market in plan.markets.values():
             info = market.build(ctx)
             ctx.units.update(info.units)
-            ctx.flows[market.name] = info.flows
-            flows.append(info.flows)
+            market_flows = info.flows
+            if market.name in partnered:
+                # the market's own estimate is kept; its flows become the reconciled sums
+                own = pm.Deterministic(f"{market.name}_flows_own", info.flows,
+                                       dims=FLOW_DIMS[1:])
+                split, market_flows = split_by_partner(market.name, own,
+                                                       partnered[market.name], countries)
+                by_partner.append(split)
+                ctx.units[f"{market.name}_flows_own"] = FLOW_UNITS
+                for d in DIRECTIONS:
+                    ctx.units[f"{market.name}_partner_share_{d}"] = f"share of {d} flows"
+            ctx.flows[market.name] = market_flows
+            flows.append(market_flows)
         pm.Deterministic("flows", pt.stack(flows, axis=0), dims=FLOW_DIMS)
         ctx.units["flows"] = FLOW_UNITS
+        if by_partner:
+            pm.Deterministic("flows_by_partner", pt.stack(by_partner, axis=0),
+                             dims=("partner_market", *PARTNER_FLOW_DIMS))
+            ctx.units["flows_by_partner"] = FLOW_UNITS
     return model, ctx
 
 

@@ -83,11 +83,11 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     ParameterSpec(
         "throughput", Support.POSITIVE, "kg pure/year", DCY, {"between": [100, 1_000_000]},
         "Supply entering the country's market: production + imports (= C + S + E).",
-        "wide; set it when no observation informs the volume"),
+        "wide; set it when no observation informs the volume", smooth=True),
     ParameterSpec(
         "interdiction_rate", Support.UNIT, "share", DC, {"between": [0.05, 0.4]},
         "Share of supply seized (S / T); constant over the run's years. Never a fixed 0.2 "
-        "(methodology.md B1.5)."),
+        "(methodology.md B1.5).", pool=True),
     ParameterSpec(
         "production_share", Support.UNIT, "share", DCY, {"fixed": 0},
         "Share of supply produced domestically (P / T).",
@@ -101,24 +101,25 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
             f"pure_price_{stage}", Support.POSITIVE, "USD/kg pure", DCY,
             {"between": list(_PRICE_DEFAULTS[stage])},
             f"Price per kg of pure drug at the {stage.replace('_', ' ')} stage (current USD).",
-            "illustrative range")
+            "illustrative range", pool=True, smooth=True)
         for stage in STAGES
     ),
     ParameterSpec(
         "purity_wholesale", Support.UNIT, "share", DC, {"between": [0.3, 0.9]},
         "Purity at wholesale (also used for border and destination prices and for seizures).",
-        "illustrative range"),
+        "illustrative range", pool=True),
     ParameterSpec(
         "purity_retail", Support.UNIT, "share", DC, {"between": [0.1, 0.7]},
-        "Purity at retail (street doses, quantity per user).", "illustrative range"),
+        "Purity at retail (street doses, quantity per user).", "illustrative range", pool=True),
     ParameterSpec(
         "share_income_abroad", Support.UNIT, "share", DC, {"between": [0.02, 0.5]},
         "Share of resident traffickers' revenue moved or invested abroad (income management, "
-        "outward).", "PROPOSAL: no published guidance; inform from FIU/AML data"),
+        "outward).", "PROPOSAL: no published guidance; inform from FIU/AML data", pool=True),
     ParameterSpec(
         "share_nonresident_invested", Support.UNIT, "share", DC, {"between": [0.01, 0.3]},
         "Share of non-resident suppliers' revenue from this country invested here (income "
-        "management, inward).", "PROPOSAL: no published guidance; inform from FIU/AML data"),
+        "management, inward).", "PROPOSAL: no published guidance; inform from FIU/AML data",
+        pool=True),
 )
 
 ROLE_DEFAULTS: dict[str, dict[Role, dict]] = {
@@ -204,6 +205,9 @@ class DrugsMarket(Market):
     name = "drugs"
     title = "Illicit drugs"
     typology = Typology.ILLEGAL_MARKET
+    partner_meaning = (
+        "outward: countries supplying the imports (seizure-origin shares); inward: destination "
+        "countries of the exports (seizure-destination shares)")
     iccs = ("060132",)
     parameters = PARAMETERS
     quantities = QUANTITIES

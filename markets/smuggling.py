@@ -60,32 +60,33 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     ParameterSpec(
         "attempts", Support.POSITIVE, "crossings/year", CYG, {"between": [1_000, 1_000_000]},
         "Irregular border-crossing attempts by migrants of the group (events per year).",
-        "wide; informed by apprehensions"),
+        "wide; informed by apprehensions", smooth=True),
     ParameterSpec(
         "apprehension_probability", Support.UNIT, "share", CG, {"between": [0.2, 0.7]},
         "Probability that an attempt ends in an apprehension that is recorded.",
-        "illustrative range: no published figure"),
+        "illustrative range: no published figure", pool=True),
     ParameterSpec(
         "share_paying", Support.UNIT, "share", CG, {"between": [0.3, 0.95]},
         "Share of migrants who pay smugglers.",
-        "spans the published 50-90 % (methodology.md C4)"),
+        "spans the published 50-90 % (methodology.md C4)", pool=True),
     ParameterSpec(
         "fee", Support.POSITIVE, "USD/migrant", CYG, {"between": [1_000, 10_000]},
         "Fee paid to smugglers per smuggled migrant (current USD).",
-        "spans the published USD 2,000-6,937 (methodology.md C4)"),
+        "spans the published USD 2,000-6,937 (methodology.md C4)", pool=True,
+        smooth=True),
     ParameterSpec(
         "share_resident_smugglers", Support.UNIT, "share", CG, {"between": [0.2, 0.8]},
         "Share of the group's fees paid to smugglers resident in the country (for resident "
         "migrants the rest is type III, outward; for non-resident migrants this is type II, "
-        "inward).", "PROPOSAL: no published guidance"),
+        "inward).", "PROPOSAL: no published guidance", pool=True),
     ParameterSpec(
         "share_income_abroad", Support.UNIT, "share", C, {"between": [0.05, 0.5]},
         "Share of resident smugglers' revenue moved or invested abroad (outward, management).",
-        "PROPOSAL: no published guidance"),
+        "PROPOSAL: no published guidance", pool=True),
     ParameterSpec(
         "share_nonresident_invested", Support.UNIT, "share", C, {"between": [0.01, 0.2]},
         "Share of non-resident smugglers' revenue from residents spent or invested in the "
-        "country (inward, management).", "PROPOSAL: no published guidance"),
+        "country (inward, management).", "PROPOSAL: no published guidance", pool=True),
 )
 
 QUANTITIES: tuple[QuantitySpec, ...] = (
@@ -117,6 +118,10 @@ class SmugglingMarket(Market):
     name = NAME
     title = "Smuggling of migrants"
     typology = Typology.ILLEGAL_MARKET
+    partner_meaning = (
+        "outward: countries of residence of the smugglers paid by resident migrants (the "
+        "corridor); inward: origin countries of the non-resident migrants paying resident "
+        "smugglers")
     iccs = ("08051",)
     parameters = PARAMETERS
     quantities = QUANTITIES

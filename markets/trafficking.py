@@ -66,47 +66,47 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     ParameterSpec(
         "victims", Support.POSITIVE, "persons", CY, {"between": [100, 100_000]},
         "Victims of trafficking in the country-year, all forms (where no list table gives them).",
-        "wide; informed by a victims row in the observation table"),
+        "wide; informed by a victims row in the observation table", smooth=True),
     ParameterSpec(
         "share_sexual_exploitation", Support.UNIT, "share", C, {"between": [0.15, 0.45]},
         "Share of victims in forced commercial sexual exploitation.",
-        "ILO 2024 [S16]: 27 % of victims worldwide"),
+        "ILO 2024 [S16]: 27 % of victims worldwide", pool=True),
     ParameterSpec(
         "share_other_forms", Support.UNIT, "share", C, {"between": [0.02, 0.3]},
         "Share of the remaining victims in forms other than forced labour (begging, forced "
-        "criminality, ...); the rest are in forced labour.", "illustrative range"),
+        "criminality, ...); the rest are in forced labour.", "illustrative range", pool=True),
     ParameterSpec(
         "proceeds_sexual_exploitation", Support.POSITIVE, "USD/victim/year", C,
         {"between": [10_000, 74_000]},
         "Annual proceeds per victim of forced commercial sexual exploitation (current USD).",
-        "ILO 2024 [S16]: 27,252 per victim (median of the default), x/÷ e at 90 %"),
+        "ILO 2024 [S16]: 27,252 per victim (median of the default), x/÷ e at 90 %", pool=True),
     ParameterSpec(
         "proceeds_forced_labour", Support.POSITIVE, "USD/victim/year", C,
         {"between": [1_350, 10_000]},
         "Annual proceeds per victim of forced labour (current USD).",
         "ILO 2024 [S16]: 3,687 per victim in forms other than sexual exploitation; ILO 2014: "
-        "about 4,000 outside domestic work"),
+        "about 4,000 outside domestic work", pool=True),
     ParameterSpec(
         "proceeds_other", Support.POSITIVE, "USD/victim/year", C, {"between": [1_000, 15_000]},
         "Annual proceeds per victim of other forms of exploitation (current USD).",
-        "illustrative range: no published figure"),
+        "illustrative range: no published figure", pool=True),
     ParameterSpec(
         "share_nonresident_exploiters", Support.UNIT, "share", C, {"between": [0.05, 0.5]},
         "Share of proceeds from victims exploited in the country that accrues to exploiters "
-        "resident abroad (outward, generation).", "PROPOSAL: no published guidance"),
+        "resident abroad (outward, generation).", "PROPOSAL: no published guidance", pool=True),
     ParameterSpec(
         "proceeds_abroad_ratio", Support.POSITIVE, "ratio", C, {"between": [0.01, 0.3]},
         "Resident exploiters' proceeds from victims exploited abroad, relative to the proceeds "
         "from victims exploited in the country (inward, generation).",
-        "PROPOSAL: no published guidance"),
+        "PROPOSAL: no published guidance", pool=True),
     ParameterSpec(
         "share_income_abroad", Support.UNIT, "share", C, {"between": [0.05, 0.5]},
         "Share of resident exploiters' income moved or invested abroad (outward, management).",
-        "PROPOSAL: no published guidance; inform from FIU/AML data"),
+        "PROPOSAL: no published guidance; inform from FIU/AML data", pool=True),
     ParameterSpec(
         "share_nonresident_invested", Support.UNIT, "share", C, {"between": [0.01, 0.3]},
         "Share of non-resident exploiters' proceeds spent or invested in the country (inward, "
-        "management).", "PROPOSAL: no published guidance"),
+        "management).", "PROPOSAL: no published guidance", pool=True),
 )
 
 QUANTITIES: tuple[QuantitySpec, ...] = (
@@ -148,6 +148,10 @@ class TraffickingMarket(Market):
     name = NAME
     title = "Trafficking in persons"
     typology = Typology.EXPLOITATION
+    partner_meaning = (
+        "outward: countries of residence of non-resident exploiters; inward: countries where "
+        "resident exploiters' victims are exploited abroad (origin or destination countries of "
+        "victims)")
     iccs = ("0204", "0203", "0302")
     parameters = PARAMETERS
     quantities = QUANTITIES

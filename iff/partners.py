@@ -1,0 +1,172 @@
+"""Bilateral flows: the ``partner`` dim and mirror-consistent reconciliation.
+
+A market that knows the counterpart country of its flows (drug routes, smuggling corridors,
+origin countries of trafficking victims) accepts a ``partners`` section in its config: for each
+run country, the shares of its outward flows going to each partner country and of its inward
+flows coming from each partner. Shares not given (and partners outside the run) are the rest of
+the world, ``RoW``. Shares are uncertain: each country's vector is Dirichlet with the given
+shares as its mean and ``concentration`` as its precision (``null``: fixed shares).
+
+Two countries of the run each estimate the flow between them: the payer ``c`` as its outward
+flow times its share to ``p`` and the receiver ``p`` as its inward flow times its share from
+``c``. The reconciled bilateral flow is their weighted mean,
+
+    F[c -> p] = w * outward[c] * s_out[c, p] + (1 - w) * inward[p] * s_in[p, c],
+
+with ``w = payer_weight`` (a documented parameter: 1 trusts the payer's estimate, 0 the
+receiver's). ``F[c -> p]`` is *one* tensor element, used both as ``c``'s outward flow to ``p``
+and as ``p``'s inward flow from ``c``: the two agree on every draw by construction. Flows with
+the rest of the world keep each country's own estimate. The market's country flows are then the
+sums over partners, so the partner split never changes a country total (sum over partners equals
+the country flow on every draw); when no partner of a pair is in the run, nothing changes.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import numpy as np
+import pymc as pm
+import pytensor.tensor as pt
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from iff.countries import ISO3
+from iff.flows import DIRECTIONS
+
+#: Coordinate of the partner dim for every counterpart outside the run.
+REST_OF_WORLD = "RoW"
+#: Dims of ``flows_by_partner`` (after the leading ``partner_market``).
+PARTNER_FLOW_DIMS = ("country", "partner", "year", "direction", "phase")
+
+Share = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class CountryPartners(BaseModel):
+    """Partner shares of one country, by direction (shares of the country's flow)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    outward: dict[ISO3, Share] = Field(
+        default_factory=dict, description="Share of the outward flow going to each partner.")
+    inward: dict[ISO3, Share] = Field(
+        default_factory=dict, description="Share of the inward flow coming from each partner.")
+
+    @field_validator("outward", "inward")
+    @classmethod
+    def _at_most_one(cls, v: dict[str, float]) -> dict[str, float]:
+        total = sum(v.values())
+        if total > 1.0 + 1e-9:
+            raise ValueError(f"partner shares add up to {total:.4g}, more than 1 (the rest of "
+                             "the world takes 1 minus their sum)")
+        return v
+
+
+class PartnerSettings(BaseModel):
+    """Counterpart countries of a market's flows (see :mod:`iff.partners`)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    shares: dict[ISO3, CountryPartners] = Field(
+        description="By run country: partner shares of its outward and inward flows.")
+    concentration: Annotated[float, Field(gt=0)] | None = Field(
+        20.0, description="Dirichlet precision of each share vector (larger: more certain); "
+                          "null fixes the shares.")
+    payer_weight: Share = Field(
+        0.5, description="Weight of the payer's estimate of a bilateral flow between two run "
+                         "countries (1 - weight: the receiver's).")
+    source: str = Field("", description="Where the shares come from (document, year, table); "
+                                        "empty: illustrative.")
+
+    def problems(self, countries: list[str]) -> list[tuple[str, str]]:
+        """``(field, reason)`` for shares of countries outside the run or of a country with
+        itself."""
+        found = []
+        for c, by_dir in self.shares.items():
+            if c not in countries:
+                found.append((f"partners.shares.{c}",
+                              f"'{c}' is not a country of this run ({', '.join(countries)})"))
+            for d in DIRECTIONS:
+                if c in getattr(by_dir, d):
+                    found.append((f"partners.shares.{c}.{d}.{c}",
+                                  "a country is not its own partner (domestic flows are not "
+                                  "IFFs)"))
+        return found
+
+
+def partner_coords(countries: list[str]) -> list[str]:
+    """Coordinates of the partner dim: the run's countries, then the rest of the world."""
+    return [*countries, REST_OF_WORLD]
+
+
+def share_means(settings: PartnerSettings, countries: list[str], direction: str) -> np.ndarray:
+    """Mean shares ``(country, partner)``; partners outside the run are summed into RoW."""
+    idx = {c: i for i, c in enumerate(countries)}
+    means = np.zeros((len(countries), len(countries) + 1))
+    for i, c in enumerate(countries):
+        given = getattr(settings.shares[c], direction) if c in settings.shares else {}
+        for p, s in given.items():
+            means[i, idx.get(p, len(countries))] += s
+        means[i, -1] += max(0.0, 1.0 - sum(given.values()))
+    return means
+
+
+def share_variable(name: str, means: np.ndarray, concentration: float | None
+                   ) -> pt.TensorVariable:
+    """Partner shares ``(country, partner)``: Dirichlet rows around ``means`` (or fixed).
+
+    Only partners with a positive mean get a random component (a Dirichlet draw is normalised
+    independent Gamma draws), so zero shares stay exactly zero and rows with one partner are 1.
+    """
+    positive = means > 0
+    random_rows = positive.sum(axis=1) > 1
+    if concentration is None or not random_rows.any():
+        return pt.as_tensor_variable(means)
+    mask = positive & random_rows[:, None]
+    rows, cols = np.nonzero(mask)
+    gamma = pm.Gamma(f"{name}_gamma", alpha=means[rows, cols] * concentration, beta=1.0,
+                     shape=len(rows))
+    weights = pt.set_subtensor(pt.as_tensor_variable(np.where(mask, 0.0, means))[rows, cols],
+                               gamma)
+    return weights / weights.sum(axis=1, keepdims=True)
+
+
+def split_by_partner(name: str, flows: pt.TensorVariable, settings: PartnerSettings,
+                     countries: list[str]) -> tuple[pt.TensorVariable, pt.TensorVariable]:
+    """Reconciled bilateral flows of one market and its country flows.
+
+    Parameters
+    ----------
+    name
+        Prefix of the model variables (``<name>_partner_share_outward`` ...).
+    flows
+        The market's own flows ``(country, year, direction, phase)``, current USD.
+    settings
+        The market's partner settings.
+    countries
+        The run's countries (order of the ``country`` coord).
+
+    Returns
+    -------
+    by_partner, country_flows
+        ``(country, partner, year, direction, phase)`` and its sum over partners
+        ``(country, year, direction, phase)``, both in current USD.
+    """
+    n = len(countries)
+    shares = {}
+    for d in DIRECTIONS:
+        value = share_variable(f"{name}_partner_share_{d}", share_means(settings, countries, d),
+                               settings.concentration)
+        shares[d] = pm.Deterministic(f"{name}_partner_share_{d}", value,
+                                     dims=("country", "partner"))
+    out_i, in_i = DIRECTIONS.index("outward"), DIRECTIONS.index("inward")
+    # payer's and receiver's estimates, (country, partner, year, phase)
+    payer = flows[:, None, :, out_i, :] * shares["outward"][:, :, None, None]
+    receiver = flows[:, None, :, in_i, :] * shares["inward"][:, :, None, None]
+    w = settings.payer_weight
+    # bilateral[c, p]: flow from run country c to run country p, one element for both sides
+    bilateral = w * payer[:, :n] + (1.0 - w) * receiver[:, :n].transpose(1, 0, 2, 3)
+    outward = pt.concatenate([bilateral, payer[:, n:]], axis=1)
+    inward = pt.concatenate([bilateral.transpose(1, 0, 2, 3), receiver[:, n:]], axis=1)
+    by_dir = {"outward": outward, "inward": inward}
+    by_partner = pt.stack([by_dir[d] for d in DIRECTIONS], axis=3)
+    return by_partner, by_partner.sum(axis=1)
