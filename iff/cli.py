@@ -290,9 +290,18 @@ def sweep(
 
     if workers is not None and scheduler:
         _fail("--workers sizes the local cluster; it cannot be combined with --scheduler")
-    plan = plan_sweep(config, scenarios, out_dir, force)
+    plan = plan_sweep(config, scenarios, out_dir, force or dry_run)
     _print_plan(plan)
     if dry_run:
+        t = Table(title="tasks (dry run: nothing runs)")
+        for col in ("task", "state", "folder"):
+            t.add_column(col)
+        for task in plan.tasks:
+            st = plan.states[task.name]
+            state = {"todo": "to run", "done": "finished, skipped"}.get(
+                st.state, f"stale: {st.reason}" + ("" if force else " (refused without --force)"))
+            t.add_row(task.name, state, str(task.out_dir))
+        out.print(t)
         return
     report = _run_sweep_with_progress(plan, workers, scheduler, progress)
     _print_sweep_report(report)
