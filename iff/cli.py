@@ -1,5 +1,5 @@
-"""Command-line interface: ``iff validate | run | sweep | compare | summarize | markets | mse |
-schema``.
+"""Command-line interface: ``iff validate | run | sweep | compare | summarize | publish | plot |
+report | markets | mse | schema``.
 
 Exit codes: 0 success; 2 invalid input (config, data, options, an existing results folder) with
 a message naming file, field or row and reason, and no traceback; 3 a run that finished but
