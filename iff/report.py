@@ -173,6 +173,27 @@ def _observation_sources(tree: xr.DataTree) -> pd.DataFrame | None:
     return frame
 
 
+def _prune(value: Any) -> Any:
+    """Drop unset (None, empty) entries from nested config sections, for display."""
+    if isinstance(value, dict):
+        pruned = {k: _prune(v) for k, v in value.items()}
+        return {k: v for k, v in pruned.items() if v not in (None, {}, [])}
+    return value
+
+
+def _stated_priors(section: Any) -> set[str]:
+    """Parameters given a prior anywhere in a market's config section (market level or per
+    item, e.g. per drug)."""
+    found: set[str] = set()
+    if isinstance(section, dict):
+        for key, value in section.items():
+            if key == "priors" and isinstance(value, dict):
+                found |= {k for k, v in value.items() if v is not None}
+            else:
+                found |= _stated_priors(value)
+    return found
+
+
 def _markets(tree: xr.DataTree, caveats: Caveats) -> str:
     from iff import registry
 
@@ -189,8 +210,8 @@ def _markets(tree: xr.DataTree, caveats: Caveats) -> str:
                 else "market not installed: metadata unavailable")
         section = cfg.get("markets", {}).get(market) or {}
         settings = [(k, json.dumps(v) if isinstance(v, dict | list) else v)
-                    for k, v in section.items() if k != "priors" and v not in (None, {}, [])]
-        stated = {k for k, v in (section.get("priors") or {}).items() if v is not None}
+                    for k, v in _prune(section).items() if k != "priors"]
+        stated = _stated_priors(section)
         priors = pd.DataFrame(
             [{"parameter": v.removeprefix(f"{market}_"),
               "prior": text,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -141,3 +142,27 @@ def test_existing_report_not_overwritten(demo_forward, run_iff, tmp_path):
     code, _, err = run_iff("report", demo_forward.out_dir, "--out", out, "--force")
     assert code == 0, err
     assert out.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+
+
+def test_market_assumptions_and_sources_flag_illustrative_inputs(smoke_results, tmp_path):
+    tree = smoke_results.tree.copy()
+    inputs = json.loads(tree.attrs["input_sha256"])
+    obs = Path(inputs["observations"]["path"])
+    html, _ = render_report(tree, "eti", 0.9)
+    section = html[html.index("<h2>Markets"):html.index("<h2>Convergence")]
+    assert "<h4>Priors (assumptions)</h4>" in section and "interdiction_rate" in section
+    assert "<h4>Observed quantities</h4>" in section and "<td>production</td><td>2</td>" in section
+    assert "<h4>Input sources</h4>" in section and "<li>test</li>" in section
+    assert "ILLUSTRATIVE" not in section
+    # the same rows labelled illustrative in a copy of the observation file: flagged
+    copy = tmp_path / "obs.csv"
+    copy.write_text(obs.read_text().replace(",test", ",illustrative (expert guess)"))
+    inputs["observations"] = {"path": str(copy),
+                              "sha256": hashlib.sha256(copy.read_bytes()).hexdigest()}
+    tree.attrs = {**tree.attrs, "input_sha256": json.dumps(inputs)}
+    html, _ = render_report(tree, "eti", 0.9)
+    assert "<li class=flag>illustrative (expert guess) (ILLUSTRATIVE)</li>" in html
+    # a file changed since the run is not trusted for per-market sources
+    copy.write_text(copy.read_text() + "\n")
+    html, _ = render_report(tree, "eti", 0.9)
+    assert "sources are not split by market" in html
