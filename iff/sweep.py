@@ -358,12 +358,14 @@ def _client(workers: int, scheduler: str | None) -> Iterator[Any]:
         with client:
             yield client
         return
-    # One single-threaded worker process per task at a time; no dashboard (needs bokeh).
+    # One single-threaded worker process per task at a time. The scheduler's HTTP server (and
+    # dashboard, where bokeh is installed) gets a free local port: the default 8787 warns when
+    # another cluster holds it.
     # Dask gives worker processes PYTHONHASHSEED=6640 unless told otherwise; PyTensor compiles
     # differently under another hash seed (so the compile cache would miss and the last digits
     # could differ from `iff run`), so workers get the seed the CLI pins.
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                      dashboard_address=None, silence_logs=logging.ERROR,
+                      dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR,
                       env={"PYTHONHASHSEED": _hash_seed()}
                       ) as cluster, Client(cluster) as client:
         yield client
@@ -492,7 +494,8 @@ def collect(plan: SweepPlan, results: dict[str, TaskResult]) -> Path | None:
             table.insert(i, col, value)
         frames.append(table)
     target = plan.sweep_dir / SUMMARY_NAME
-    if not frames:
+    if not frames:  # no task has results: an older summary would mislead
+        target.unlink(missing_ok=True)
         return None
     write_summary_csv(pd.concat(frames, ignore_index=True), target)
     return target

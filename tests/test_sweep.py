@@ -282,3 +282,29 @@ def test_reserved_scenario_name(tmp_path):
     cfg["scenarios"][BASE] = {}
     with pytest.raises(IffInputError, match="'base' is reserved"):
         plan_sweep(write_config(tmp_path, cfg))
+
+
+@pytest.mark.slow
+def test_a_failing_task_does_not_stop_the_others(tmp_path):
+    """A task that fails while running (here: its folder appears after planning) is reported;
+    the other tasks finish and the summary holds only theirs."""
+    from iff.sweep import run_sweep
+
+    cfg = copy.deepcopy(FORWARD)
+    cfg["countries"] = ["COL"]
+    cfg["scenarios"]["low"] = {"markets": {"drugs": {"priors": {"throughput": {
+        "between": [40_000, 60_000]}}}}}
+    path = write_config(tmp_path, cfg)
+    plan = plan_sweep(path, "all", tmp_path / "out")
+    (tmp_path / "out" / "high").mkdir(parents=True)
+    done: list[str] = []
+    report = run_sweep(plan, workers=1, on_done=lambda r: done.append(r.name))
+    assert sorted(done) == ["base", "high", "low"]
+    assert [r.name for r in report.failed] == ["high"]
+    assert "exists" in report.results["high"].message
+    assert {report.results[n].status for n in ("base", "low")} == {"ok"}
+    status = {t["task"]: t for t in json.loads((tmp_path / "out" / "sweep.json").read_text())
+              ["tasks"]}
+    assert status["high"]["status"] == "failed" and "exists" in status["high"]["message"]
+    assert set(read_summary_text(tmp_path / "out" / "sweep_summary.csv")["scenario"]) == {
+        "base", "low"}
