@@ -413,28 +413,13 @@ def markets(
         "--markdown", help="Markdown reference (as in docs/markets.md).")] = False,
 ) -> None:
     """List available markets with their parameters and observation quantities."""
-    from iff import registry
+    from iff.docs import market_metadata, markets_reference, structure_text
 
     if markdown:
-        from iff.docs import markets_reference
-
         sys.stdout.write(markets_reference())
         return
 
-    data = {}
-    for name, cls in registry.markets().items():
-        settings = [
-            {"name": f, "default": _default_text(info), "meaning": info.description or ""}
-            for f, info in cls.Settings.model_fields.items()]
-        data[name] = {
-            "title": cls.title, "typology": str(cls.typology), "iccs": list(cls.iccs),
-            "settings": settings,
-            "parameters": [{"name": p.name, "support": str(p.support), "unit": p.unit,
-                            "dims": list(p.dims), "default_prior": cls.default_prior_text(p),
-                            "meaning": p.meaning} for p in cls.parameters],
-            "quantities": [{"code": q.code, "unit": q.unit, "item": q.needs_item,
-                            "meaning": q.meaning} for q in cls.quantities],
-        }
+    data = market_metadata()
     if as_json:
         out.print_json(json.dumps(data))
         return
@@ -448,26 +433,20 @@ def markets(
                 st.add_row(row["name"], row["default"], row["meaning"])
             out.print(st)
         t = Table(title=f"parameters (priors: section markets.{name}.priors)")
-        for col in ("name", "support", "unit", "dims", "default prior", "meaning"):
+        for col in ("name", "support", "unit", "dims", "default prior", "structure", "meaning"):
             t.add_column(col, overflow="fold")
         for p in d["parameters"]:
             t.add_row(p["name"], p["support"], p["unit"], ", ".join(p["dims"]),
-                      p["default_prior"], p["meaning"])
+                      p["default_prior"], structure_text(p), p["meaning"])
         out.print(t)
+        if d["partners"]:
+            out.print(f"partners (section markets.{name}.partners): {d['partners']}")
         q = Table(title="quantities (observation table: market,quantity,unit)")
         for col in ("quantity", "unit", "item", "meaning"):
             q.add_column(col, overflow="fold")
         for row in d["quantities"]:
             q.add_row(row["code"], row["unit"], "yes" if row["item"] else "", row["meaning"])
         out.print(q)
-
-
-def _default_text(info) -> str:
-    """A model field's default as text (``required`` if it has none)."""
-    if info.is_required():
-        return "required"
-    default = info.get_default(call_default_factory=True)
-    return "" if default is None else str(getattr(default, "value", default))
 
 
 @app.command()

@@ -161,11 +161,18 @@ def market_metadata() -> dict[str, dict[str, Any]]:
                          for f, info in cls.Settings.model_fields.items()],
             "parameters": [{"name": p.name, "support": str(p.support), "unit": p.unit,
                             "dims": list(p.dims), "default_prior": cls.default_prior_text(p),
+                            "pooled": p.pool, "smoothed": p.smooth,
                             "meaning": p.meaning} for p in cls.parameters],
+            "partners": cls.partner_meaning,
             "quantities": [{"code": q.code, "unit": q.unit, "item": q.needs_item,
                             "meaning": q.meaning} for q in cls.quantities],
         }
     return data
+
+
+def structure_text(parameter: dict[str, Any]) -> str:
+    """``pooled, smoothed`` (multi-country runs) or ``-``, from a parameter's metadata."""
+    return ", ".join(k for k in ("pooled", "smoothed") if parameter[k]) or "-"
 
 
 def markets_reference() -> str:
@@ -183,11 +190,16 @@ def markets_reference() -> str:
             lines += [_row(f"`{s['name']}`", s["default"], s["meaning"]) for s in d["settings"]]
             lines.append("")
         lines += ["### Parameters\n",
-                  _row("parameter", "support", "unit", "dims", "default prior", "meaning"),
-                  "|---|---|---|---|---|---|"]
+                  _row("parameter", "support", "unit", "dims", "default prior", "structure",
+                       "meaning"),
+                  "|---|---|---|---|---|---|---|"]
         lines += [_row(f"`{p['name']}`", p["support"], p["unit"], ", ".join(p["dims"]),
-                       p["default_prior"], p["meaning"]) for p in d["parameters"]]
+                       p["default_prior"], structure_text(p), p["meaning"])
+                  for p in d["parameters"]]
         lines.append("")
+        if d["partners"]:
+            lines += [f"Partners (`markets.{name}.partners`, see README \"Multi-country "
+                      f"runs\"): {d['partners']}.\n"]
         lines += ["### Observation quantities\n", _row("quantity", "unit", "item", "meaning"),
                   "|---|---|---|---|"]
         lines += [_row(f"`{q['code']}`", q["unit"], "yes" if q["item"] else "", q["meaning"])

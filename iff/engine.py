@@ -98,6 +98,10 @@ def prepare(loaded: LoadedConfig) -> RunPlan:
                 row=p.row if p.row is not None else loaded.line_of(p.field)))
     for name, market in markets.items():
         partners = getattr(market.settings, "partners", None)
+        if partners is not None and not partners.source:
+            market.warnings.append(
+                f"{name}: partner shares have no source (markets.{name}.partners.source): "
+                "illustrative")
         for field, reason in partners.problems(list(config.countries)) if partners else []:
             dotted = f"markets.{name}.{field}"
             problems.append(InputProblem(reason, file=str(loaded.path), field=dotted,

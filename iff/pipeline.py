@@ -75,6 +75,7 @@ def run(
         sampler=cfg.sampler.nuts_sampler, scenario=loaded.scenario, priors_used=ctx.priors_used,
         sources=list(plan.observations.frame.get("source", [])), warnings=plan.warnings,
         illustrative_priors=cfg.illustrative_priors, corrections=ctx.corrections,
+        structure=ctx.structure,
     )
     tree = finalize(tree, attrs, ctx.units)
     table = summarize(tree, cfg.summary.interval, cfg.summary.prob)

@@ -66,6 +66,7 @@ def provenance(
     method: str, sampler: str, scenario: str | None, priors_used: dict[str, str],
     sources: list[str], warnings: list[str] | None = None, illustrative_priors: bool = False,
     corrections: dict[str, str] | None = None,
+    structure: dict[str, dict[str, bool]] | None = None,
 ) -> dict[str, Any]:
     """Root attrs of a results DataTree (all values are strings or integers for netCDF)."""
     inputs = {role: {"path": str(p), "sha256": sha256_bytes(Path(p).read_bytes())}
@@ -90,6 +91,7 @@ def provenance(
         "illustrative_priors": int(illustrative_priors),
         "warnings": json.dumps(list(warnings or [])),
         "overlap_corrections": json.dumps(dict(corrections or {}), sort_keys=True),
+        "structure": json.dumps(dict(structure or {}), sort_keys=True),
     }
 
 

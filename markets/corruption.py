@@ -106,7 +106,10 @@ USD = "USD/year (current prices of each year)"
 
 def _p(name: str, support: Support, unit: str, dims: tuple[str, ...], lo: float, hi: float,
        meaning: str, note: str = "") -> ParameterSpec:
-    return ParameterSpec(name, support, unit, dims, {"between": [lo, hi]}, meaning, note)
+    # multi-country runs: survey components vary slowly over years (smoothed); cross-border
+    # shares are alike across countries (pooled)
+    return ParameterSpec(name, support, unit, dims, {"between": [lo, hi]}, meaning, note,
+                         pool=name.startswith("share_"), smooth="year" in dims)
 
 
 _WIDE = "wide; the survey data decide"

@@ -66,7 +66,11 @@ _PROPOSAL = "illustrative PROPOSAL: no published figures"
 
 def _p(name: str, support: Support, unit: str, dims: tuple[str, ...], lo: float, hi: float,
        meaning: str, note: str) -> ParameterSpec:
-    return ParameterSpec(name, support, unit, dims, {"between": [lo, hi]}, meaning, note)
+    # multi-country runs: incidents and amounts vary slowly over years (smoothed); reporting
+    # rates and cross-border shares are alike across countries (pooled)
+    return ParameterSpec(name, support, unit, dims, {"between": [lo, hi]}, meaning, note,
+                         pool=name.startswith("share_") or name == "reporting_rate",
+                         smooth="year" in dims)
 
 
 PARAMETERS: tuple[ParameterSpec, ...] = (
