@@ -114,20 +114,23 @@ def share_variable(name: str, means: np.ndarray, concentration: float | None
                    ) -> pt.TensorVariable:
     """Partner shares ``(country, partner)``: Dirichlet rows around ``means`` (or fixed).
 
-    Only partners with a positive mean get a random component (a Dirichlet draw is normalised
-    independent Gamma draws), so zero shares stay exactly zero and rows with one partner are 1.
+    Only partners with a positive mean are random, so zero shares stay exactly zero and rows
+    with one partner are 1. Rows with the same number ``k`` of partners share one batched
+    ``Dirichlet`` variable ``<name>_k<k>`` (a simplex transform: no redundant scale direction for
+    the sampler, unlike normalised Gamma draws).
     """
     positive = means > 0
-    random_rows = positive.sum(axis=1) > 1
-    if concentration is None or not random_rows.any():
+    counts = positive.sum(axis=1)
+    if concentration is None or not (counts > 1).any():
         return pt.as_tensor_variable(means)
-    mask = positive & random_rows[:, None]
-    rows, cols = np.nonzero(mask)
-    gamma = pm.Gamma(f"{name}_gamma", alpha=means[rows, cols] * concentration, beta=1.0,
-                     shape=len(rows))
-    weights = pt.set_subtensor(pt.as_tensor_variable(np.where(mask, 0.0, means))[rows, cols],
-                               gamma)
-    return weights / weights.sum(axis=1, keepdims=True)
+    shares = pt.as_tensor_variable(means)
+    for k in sorted(set(counts[counts > 1].tolist())):
+        rows = np.flatnonzero(counts == k)
+        cols = np.stack([np.flatnonzero(positive[r]) for r in rows])  # (n_rows, k)
+        alpha = means[rows[:, None], cols] * concentration
+        draw = pm.Dirichlet(f"{name}_k{k}", a=alpha, shape=alpha.shape)
+        shares = pt.set_subtensor(shares[rows[:, None], cols], draw)
+    return shares
 
 
 def split_by_partner(name: str, flows: pt.TensorVariable, settings: PartnerSettings,
