@@ -64,7 +64,10 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     ParameterSpec(
         "apprehension_probability", Support.UNIT, "share", CG, {"between": [0.2, 0.7]},
         "Probability that an attempt ends in an apprehension that is recorded.",
-        "illustrative range: no published figure", pool=True),
+        # not pooled by default: only the product attempts x probability meets the data, so a
+        # shared component would trade off against every country's attempts at once (R-hat
+        # 1.03 in the 30-country benchmark); pool it when some countries have estimates
+        "illustrative range: no published figure"),
     ParameterSpec(
         "share_paying", Support.UNIT, "share", CG, {"between": [0.3, 0.95]},
         "Share of migrants who pay smugglers.",
