@@ -130,12 +130,7 @@ def summarize(
 
     tree = load_tree(results)
     cfg = json.loads(tree.attrs["config_json"])
-    kind = interval or cfg["summary"]["interval"]
-    p = prob if prob is not None else cfg["summary"]["prob"]
-    if kind not in ("eti", "hdi"):
-        _fail(f"--interval: '{kind}' must be eti or hdi")
-    if not 0 < p < 1:
-        _fail(f"--prob: {p} must be between 0 and 1")
+    kind, p = _interval_of(tree, interval, prob)
     table = summarize_tree(tree, kind, p)
     folder = results if results.is_dir() and results.suffix != ".zarr" else results.parent
     target = folder / f"summary_{kind}{round(p * 100):d}.csv"
