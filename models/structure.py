@@ -3,7 +3,8 @@
 A parameter's elements get priors one by one (e.g. ``LogNormal(mu, sigma)`` per country-year).
 Written non-centred, each element is ``mu + sigma * x`` with ``x`` standard normal. This module
 replaces the independent ``x`` by a *standard-normal field* with structure, so that every element
-keeps exactly its stated prior (unit marginal variance) while elements become correlated:
+keeps its stated prior (exactly for log-normal and normal priors; see below for Beta) while
+elements become correlated:
 
 * **pooling** across countries: ``x_c = (g + tau * eta_c) / sqrt(1 + tau**2)`` with a shared
   component ``g``, country deviations ``eta_c`` and ``tau ~ HalfNormal(1)``. The correlation
@@ -36,7 +37,7 @@ YEAR_CORRELATION = 0.9
 TAU_SCALE = 1.0
 
 
-def ar1_loading(years: list[int], rho: pt.TensorVariable) -> pt.TensorVariable:
+def ar1_loading(years: list[int], rho: float) -> np.ndarray:
     """Lower-triangular ``L`` with ``L @ e`` a stationary AR(1) path for iid N(0,1) ``e``.
 
     Parameters
@@ -44,16 +45,14 @@ def ar1_loading(years: list[int], rho: pt.TensorVariable) -> pt.TensorVariable:
     years
         Years of the path, strictly increasing.
     rho
-        Correlation between consecutive years (one-year gap).
+        Correlation between consecutive years (one-year gap); ``rho**dt`` for a gap ``dt``.
     """
     y = np.asarray(years, dtype=float)
     if np.any(np.diff(y) <= 0):
         raise ValueError("years must be strictly increasing")
-    gap_from = y[:, None] - y[None, :]  # y_i - y_j
     lower = np.tril(np.ones((len(y), len(y))))
-    gaps = np.concatenate([[np.inf], np.diff(y)])
-    decay = rho ** pt.as_tensor_variable(np.where(lower > 0, gap_from, 0.0))
-    scale = pt.concatenate([pt.ones(1), pt.sqrt(1.0 - rho ** (2.0 * gaps[1:]))])
+    decay = rho ** np.where(lower > 0, y[:, None] - y[None, :], 0.0)
+    scale = np.concatenate([[1.0], np.sqrt(1.0 - rho ** (2.0 * np.diff(y)))])
     return decay * lower * scale[None, :]
 
 
@@ -77,7 +76,7 @@ def standard_field(name: str, dims: tuple[str, ...], coords: dict[str, list], *,
     if smooth:
         years = [int(v) for v in coords["year"]]
         order = np.argsort(years)
-        loading = ar1_loading(sorted(years), pt.as_tensor_variable(YEAR_CORRELATION)).eval()
+        loading = ar1_loading(sorted(years), YEAR_CORRELATION)
 
     def innovations(label: str, field_dims: tuple[str, ...]) -> pt.TensorVariable:
         e = pm.Normal(f"{name}_{label}", 0.0, 1.0, dims=field_dims)
