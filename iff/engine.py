@@ -28,6 +28,7 @@ from iff.config import LoadedConfig
 from iff.diagnostics import Convergence, check_convergence
 from iff.errors import IffInputError, InputProblem
 from iff.flows import DIRECTIONS, FLOW_DIMS, FLOW_UNITS, PHASES
+from iff.forward import forward_dataset
 from iff.market import Market
 from iff.observations import ObservationTable, read_observations
 from iff.partners import PARTNER_FLOW_DIMS, partner_coords, split_by_partner
@@ -197,14 +198,15 @@ def sample(plan: RunPlan, model: pm.Model, progressbar: bool | None = None
     s = plan.config.sampler
     progress = s.progressbar if progressbar is None else progressbar
     _quiet_pymc(not progress)
-    with model:
-        prior = pm.sample_prior_predictive(draws=s.draws * s.chains, random_seed=s.seed)
-    prior_ds = _reshape_draws(prior["prior"].to_dataset(), s.chains, s.draws)
     if plan.method == "forward":
+        prior_ds = forward_dataset(model, s.chains, s.draws, s.seed)
         groups = {"posterior": prior_ds, "prior": prior_ds,
                   "sample_stats": xr.Dataset(attrs={"method": "forward Monte Carlo"})}
         return xr.DataTree.from_dict(groups), Convergence(method="forward", passed=True)
 
+    with model:
+        prior = pm.sample_prior_predictive(draws=s.draws * s.chains, random_seed=s.seed)
+    prior_ds = _reshape_draws(prior["prior"].to_dataset(), s.chains, s.draws)
     kwargs: dict[str, Any] = {}
     if s.nuts_sampler == "nutpie":
         kwargs["nuts"] = {"adaptation": "low_rank" if s.mass_matrix == "low_rank" else "diag"}
