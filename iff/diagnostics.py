@@ -9,7 +9,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import asdict, dataclass, field
 
-import arviz as az
+import arviz_stats as az  # arviz_stats only: the arviz umbrella imports matplotlib (~1 s)
 import numpy as np
 import xarray as xr
 
