@@ -11,6 +11,6 @@ from iff._version import __version__
 from iff.config import load_config
 from iff.pipeline import run
 from iff.results import load_tree as load_results
-from iff.summary import summarize
+from iff.summary import summarize_results as summarize
 
 __all__ = ["__version__", "load_config", "load_results", "run", "summarize"]

@@ -42,10 +42,13 @@ def _usd(x: float) -> str:
 
 def print_indicator(table, title: str) -> None:
     """Print the SDG 16.4.1 table (total, inward, outward per country-year) in USD millions."""
+    from iff.caveats import SOUND
     from iff.summary import indicator_rows
 
     rows = indicator_rows(table)
     first = rows.iloc[0]
+    if first["convergence"] not in SOUND:
+        title = f"NOT CONVERGED ({first['convergence']}) - {title}"
     t = Table(title=title, caption=(
         f"USD millions, current prices of each year; median and {first['prob']:.0%} "
         f"{first['interval'].upper()} interval; convergence: {first['convergence']}"
@@ -108,6 +111,7 @@ def run(
                   "illustrative_priors in the config): the figures illustrate the method and "
                   "are not an estimate.")
     out.print(f"results written to {outcome.out_dir}")
+    _note_leftovers(outcome.out_dir)
     conv = outcome.convergence
     if not conv.passed:
         msg = "convergence checks failed: " + "; ".join(conv.failures)
@@ -118,13 +122,29 @@ def run(
                   "--allow-unconverged to accept.", EXIT_UNCONVERGED)
 
 
+def _note_leftovers(out_dir: Path) -> None:
+    """Name hidden temporary paths next to a results folder left by interrupted writes."""
+    from iff.results import leftovers
+
+    stale = leftovers(out_dir)
+    if stale:
+        err.print("[yellow]note:[/] left by an interrupted write (not results, never loaded): "
+                  + _escape(", ".join(map(str, stale)))
+                  + "; delete them once no other iff command writes to "
+                  + _escape(str(out_dir)), highlight=False)
+
+
 @app.command()
 def summarize(
     results: Annotated[Path, typer.Argument(help="Results folder (or posterior file).")],
     prob: Annotated[float | None, typer.Option(help="Interval probability (0-1).")] = None,
     interval: Annotated[str | None, typer.Option(help="eti or hdi.")] = None,
+    allow_unconverged: Annotated[bool, typer.Option(
+        help="Exit 0 for results that failed convergence (the table carries the verdict "
+        "anyway).")] = False,
 ) -> None:
     """Summarise saved results again (printed, and written next to them)."""
+    from iff.caveats import Caveats
     from iff.results import load_tree, write_summary_csv
     from iff.summary import summarize as summarize_tree
 
@@ -137,6 +157,7 @@ def summarize(
     write_summary_csv(table, target)
     print_indicator(table, f"SDG 16.4.1 — {cfg['name']}")
     out.print(f"summary written to {target}")
+    _published(Caveats.from_tree(tree, kind, p), [], allow_unconverged)
 
 
 def _interval_of(tree, interval: str | None, prob: float | None) -> tuple[str, float]:
@@ -304,7 +325,8 @@ def sweep(
         _fail(f"{len(report.failed)} task(s) failed: "
               + ", ".join(r.name for r in report.failed), 1)
     if report.unconverged:
-        msg = (f"{len(report.unconverged)} task(s) failed the convergence checks: "
+        msg = (f"{len(report.unconverged)} task(s) NOT CONVERGED (failed the convergence "
+               "checks; their sweep_summary.csv rows say FAILED): "
                + ", ".join(r.name for r in report.unconverged))
         if allow_unconverged:
             err.print(f"[yellow]warning:[/] {msg} (accepted with --allow-unconverged)")
@@ -370,6 +392,9 @@ def compare(
     prob: Annotated[float, typer.Option(help="Interval probability (0-1).")] = 0.9,
     interval: Annotated[str, typer.Option(help="eti or hdi.")] = "eti",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    allow_unconverged: Annotated[bool, typer.Option(
+        help="Exit 0 when A or B failed convergence (the output carries the warning "
+        "anyway).")] = False,
 ) -> None:
     """Differences A - B of flow totals on paired draws, with the probability that A > B."""
     from iff.compare import compare_results
@@ -377,12 +402,14 @@ def compare(
     comp = compare_results(results_a, results_b, interval, prob)
     if as_json:
         sys.stdout.write(json.dumps(comp.to_dict(), indent=2) + "\n")
+        _compared(comp, allow_unconverged)
         return
     a, b = comp.a, comp.b
     rows = comp.table
     if rows["market"].nunique() == 2:  # one market: its rows repeat the totals
         rows = rows[rows["market"] == "all"]
-    t = Table(title=f"A - B: {a['name']}/{a['scenario'] or 'base'} minus "
+    t = Table(title=("NOT CONVERGED - " if comp.alerts else "")
+              + f"A - B: {a['name']}/{a['scenario'] or 'base'} minus "
                     f"{b['name']}/{b['scenario'] or 'base'}",
               caption=f"USD millions, current prices of each year; median and {comp.prob:.0%} "
                       f"{comp.interval.upper()} interval of the difference over "
@@ -399,6 +426,17 @@ def compare(
     out.print(t)
     for note in comp.notes:
         err.print("[yellow]note:[/] " + _escape(note), highlight=False)
+    _compared(comp, allow_unconverged)
+
+
+def _compared(comp, allow_unconverged: bool) -> None:
+    """Warn of unconverged sides; exit 3 unless ``--allow-unconverged``."""
+    for alert in comp.alerts:
+        err.print("[yellow]warning:[/] " + _escape(alert.removeprefix("WARNING: ")),
+                  highlight=False)
+    if comp.alerts and not allow_unconverged:
+        _fail("a compared result did not pass the convergence checks: the difference is "
+              "unreliable; pass --allow-unconverged to exit 0", EXIT_UNCONVERGED)
 
 
 @app.command()
@@ -525,7 +563,12 @@ def _pin_hash_seed() -> None:
 
 def main() -> None:
     """Entry point: run the app, mapping iff errors to exit codes without tracebacks."""
+    import warnings
+
+    from iff.errors import ConvergenceWarning
+
     _pin_hash_seed()
+    warnings.filterwarnings("ignore", category=ConvergenceWarning)  # reported with exit 3
     try:
         code = app(standalone_mode=False, prog_name="iff")  # returns the exit code of typer.Exit
         sys.exit(code if isinstance(code, int) else 0)

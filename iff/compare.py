@@ -53,6 +53,9 @@ class Comparison:
         Number of paired draws.
     notes
         What the reader must know (subsampling, markets in only one result).
+    alerts
+        ``WARNING: NOT CONVERGED ...`` for each side that failed the convergence checks (its
+        draws, and so the difference, are unreliable).
     """
 
     table: pd.DataFrame
@@ -62,13 +65,14 @@ class Comparison:
     interval: str
     prob: float
     notes: list[str] = field(default_factory=list)
+    alerts: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready description with every row."""
         rows = self.table.to_dict(orient="records")
         return {"a": self.a, "b": self.b, "difference": "A - B", "unit": FLOW_UNITS,
                 "interval": self.interval, "prob": self.prob, "paired_draws": self.draws,
-                "notes": self.notes, "rows": rows}
+                "alerts": self.alerts, "notes": self.notes, "rows": rows}
 
 
 def _describe(tree: xr.DataTree, path: str) -> dict[str, Any]:
@@ -174,7 +178,21 @@ def compare(tree_a: xr.DataTree, tree_b: xr.DataTree, kind: str = "eti", prob: f
     table["year"] = table["year"].astype(int)
     return Comparison(table=table[list(COLUMNS)], a=_describe(tree_a, paths[0]),
                       b=_describe(tree_b, paths[1]), draws=int(diff.shape[0]), interval=kind,
-                      prob=prob, notes=notes)
+                      prob=prob, notes=notes, alerts=_alerts(tree_a, tree_b, paths, kind, prob))
+
+
+def _alerts(tree_a: xr.DataTree, tree_b: xr.DataTree, paths: tuple[str, str], kind: str,
+            prob: float) -> list[str]:
+    """One ``WARNING: NOT CONVERGED`` line per side that failed the convergence checks."""
+    from iff.caveats import Caveats
+
+    out = []
+    for side, tree, path in (("A", tree_a, paths[0]), ("B", tree_b, paths[1])):
+        c = Caveats.from_tree(tree, kind, prob)
+        if not c.sound:
+            out.append(f"WARNING: NOT CONVERGED - {side} ({path}, run {c.run_label}): "
+                       + c.convergence_text().removeprefix("WARNING: NOT CONVERGED - "))
+    return out
 
 
 def compare_results(a: str | Path, b: str | Path, kind: str = "eti",

@@ -74,6 +74,11 @@ class ConvergenceError(IffError):
     """Sampling finished but failed the convergence checks (CLI exit code 3)."""
 
 
+class ConvergenceWarning(UserWarning):
+    """Results that failed the convergence checks were produced or summarised (Python API: the
+    CLI reports the same through its messages and exit code 3)."""
+
+
 def read_user_text(path: Path, file: str, kind: str) -> str:
     """Read a user's text file as UTF-8 (a leading byte-order mark is dropped).
 

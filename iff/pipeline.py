@@ -5,6 +5,7 @@ This is what ``iff run`` does and what notebooks and scripts should call.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import xarray as xr
 from iff.config import LoadedConfig, load_config
 from iff.diagnostics import Convergence
 from iff.engine import build_model, prepare, sample
+from iff.errors import ConvergenceWarning
 from iff.results import check_writable, finalize, provenance, write_results
 from iff.summary import summarize
 
@@ -60,6 +62,12 @@ def run(
         Invalid config or data (nothing is sampled or written).
     iff.errors.ResultsError
         The results folder exists and ``force`` is False (checked before sampling).
+
+    Warns
+    -----
+    iff.errors.ConvergenceWarning
+        The run failed the convergence checks (results are still returned, and written marked
+        ``FAILED``).
     """
     loaded = config if isinstance(config, LoadedConfig) else load_config(config, scenario)
     out_dir = Path(out) if out is not None else loaded.out_dir
@@ -81,5 +89,12 @@ def run(
     table = summarize(tree, cfg.summary.interval, cfg.summary.prob)
     if write:
         write_results(out_dir, tree, table, force=force, zarr=cfg.output.format == "zarr")
+    if not conv.passed:
+        where = f" (written to {out_dir}, marked FAILED)" if write else ""
+        label = cfg.name + (f" (scenario {loaded.scenario})" if loaded.scenario else "")
+        warnings.warn(ConvergenceWarning(
+            f"NOT CONVERGED: {label} failed the convergence checks "
+            f"({'; '.join(conv.failures)}){where}; the figures are unreliable and not fit for "
+            "publication"), stacklevel=2)
     return RunOutcome(out_dir=out_dir if write else None, tree=tree, summary=table,
                       convergence=conv, loaded=loaded)

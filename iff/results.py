@@ -7,17 +7,24 @@ A results folder holds::
     summary.csv                     the summary table (iff.summary)
     config.yaml                     the resolved config of the run
     convergence.json                the convergence verdict
+    manifest.json                   size and SHA-256 of every file above (written last)
 
-It is written into a hidden temporary folder next to its destination and renamed into place, so a
-killed run never leaves a partial folder under the final name. An existing folder is replaced
-only with ``force=True``, and then only after the new one is complete.
+It is written into a hidden temporary folder next to its destination (``.<name>.tmp-<hex>``),
+flushed to disk and renamed into place, so a killed run never leaves a partial folder under the
+final name. An existing folder is replaced only with ``force=True``, and then only after the new
+one is complete. :func:`load_tree` checks every file of a folder against its manifest, so a
+truncated or altered ``summary.csv``, ``config.yaml``, ``convergence.json`` or posterior never
+loads as results, and it refuses hidden temporary folders and files left by an interrupted
+write.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
+import re
 import shutil
 import uuid
 from datetime import UTC, datetime
@@ -35,6 +42,11 @@ from iff.errors import ResultsError
 
 NETCDF_NAME = "posterior.nc"
 ZARR_NAME = "posterior.zarr"
+MANIFEST_NAME = "manifest.json"
+MANIFEST_FORMAT = "iff-results-manifest/1"
+#: Names of the hidden temporary paths of atomic writes (``.<name>.tmp-<hex>``) and of the old
+#: folder moved aside while ``--force`` replaces one (``.<name>.old-<hex>``).
+LEFTOVER = re.compile(r"\..+\.(tmp|old)-[0-9a-f]{8}(\..*)?")
 _LIBS = ("pymc", "pytensor", "arviz", "arviz-base", "arviz-stats", "xarray", "numpy", "pandas",
          "scipy", "nutpie", "pydantic", "h5netcdf", "zarr")
 
@@ -153,7 +165,14 @@ def load_tree(path: Path, check: bool = True) -> xr.DataTree:
         If the file is missing, unreadable, or fails the integrity checks.
     """
     path = Path(path)
+    leftover = leftover_part(path)
+    if leftover is not None:
+        raise ResultsError(
+            f"{path}: {leftover} is a temporary path left by an interrupted write (killed run or "
+            "sweep), not results; delete it once no iff command is writing there")
+    folder = None
     if path.is_dir() and path.suffix != ".zarr":
+        folder = path
         for name in (NETCDF_NAME, ZARR_NAME):
             if (path / name).exists():
                 path = path / name
@@ -169,6 +188,10 @@ def load_tree(path: Path, check: bool = True) -> xr.DataTree:
     except Exception as e:  # any reader failure means the file is not valid results
         raise ResultsError(f"{path}: cannot be read as iff results ({e})") from None
     if check:
+        if folder is not None:
+            verify_manifest(folder)
+        elif (path.parent / MANIFEST_NAME).exists():  # a posterior inside a results folder
+            verify_manifest(path.parent, only=path.name)
         attrs = tree.attrs
         if "config_json" not in attrs or "flows_sha256" not in attrs:
             raise ResultsError(f"{path}: not iff results (provenance attributes missing)")
@@ -177,6 +200,118 @@ def load_tree(path: Path, check: bool = True) -> xr.DataTree:
         if flows_digest(tree) != attrs["flows_sha256"]:
             raise ResultsError(f"{path}: flows do not match their stored digest (file damaged?)")
     return tree
+
+
+def leftover_part(path: Path) -> str | None:
+    """The hidden temporary component of ``path`` (e.g. ``.demo.tmp-1a2b3c4d``), or None."""
+    for part in Path(path).absolute().parts:
+        if LEFTOVER.fullmatch(part):
+            return part
+    return None
+
+
+def leftovers(out_dir: Path) -> list[Path]:
+    """Hidden temporary folders and files of ``out_dir`` left next to it by interrupted
+    writes."""
+    out_dir = Path(out_dir)
+    if not out_dir.parent.is_dir():
+        return []
+    return sorted(p for p in out_dir.parent.glob(f".{glob_escape(out_dir.name)}.*")
+                  if LEFTOVER.fullmatch(p.name))
+
+
+def glob_escape(name: str) -> str:
+    """``name`` with glob metacharacters escaped."""
+    return re.sub(r"([*?\[])", r"[\1]", name)
+
+
+def _files(folder: Path) -> list[Path]:
+    """Every file under ``folder`` except the manifest, sorted by relative path."""
+    return sorted((p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST_NAME),
+                  key=lambda p: p.relative_to(folder).as_posix())
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def manifest(folder: Path) -> dict[str, Any]:
+    """Size and SHA-256 of every file of a results folder (zarr stores file by file)."""
+    folder = Path(folder)
+    return {"format": MANIFEST_FORMAT, "files": {
+        p.relative_to(folder).as_posix(): {"bytes": p.stat().st_size, "sha256": _file_sha256(p)}
+        for p in _files(folder)}}
+
+
+def verify_manifest(folder: Path, only: str | None = None) -> None:
+    """Check the files of a results folder against its ``manifest.json``.
+
+    Parameters
+    ----------
+    folder
+        The results folder.
+    only
+        Check only this entry (a file, or a zarr store: every file under it).
+
+    Raises
+    ------
+    ResultsError
+        The manifest is missing or unreadable, a file it lists is missing, or a file's size or
+        SHA-256 differs (a truncated, interrupted or edited file). Files added to the folder
+        later (published tables, figures, reports) are not listed and not checked.
+    """
+    folder = Path(folder)
+    mpath = folder / MANIFEST_NAME
+    try:
+        doc = json.loads(mpath.read_text(encoding="utf-8"))
+        files = doc["files"]
+        if doc.get("format") != MANIFEST_FORMAT or not isinstance(files, dict):
+            raise ValueError(f"not a {MANIFEST_FORMAT} manifest")
+    except FileNotFoundError:
+        raise ResultsError(
+            f"{folder}: no {MANIFEST_NAME}: not a complete iff results folder (an interrupted "
+            "write, or written by an iff without manifests); rerun to recreate it") from None
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ResultsError(f"{mpath}: unreadable manifest ({e}); the folder is damaged") from None
+    required = {"summary.csv", "config.yaml", "convergence.json"}
+    missing_required = sorted(required - set(files))
+    if missing_required or not any(n == NETCDF_NAME or n.startswith(ZARR_NAME + "/")
+                                   for n in files):
+        raise ResultsError(f"{mpath}: incomplete manifest (no entry for "
+                           f"{', '.join(missing_required) or 'the posterior'})")
+    for name, entry in files.items():
+        if only is not None and name != only and not name.startswith(only + "/"):
+            continue
+        f = folder / name
+        if not f.is_file():
+            raise ResultsError(f"{f}: missing (listed in {MANIFEST_NAME}); the folder is damaged")
+        size = f.stat().st_size
+        if size != entry.get("bytes"):
+            raise ResultsError(f"{f}: {size} bytes, {entry.get('bytes')} when written "
+                               "(truncated or edited); the folder is not valid results")
+        if _file_sha256(f) != entry.get("sha256"):
+            raise ResultsError(f"{f}: SHA-256 differs from {MANIFEST_NAME} (damaged or "
+                               "edited); the folder is not valid results")
+
+
+def _fsync_tree(folder: Path) -> None:
+    """Flush every file and folder under ``folder`` (and itself) to disk."""
+    for p in [*folder.rglob("*"), folder]:
+        flags = os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if p.is_dir() else 0)
+        try:
+            fd = os.open(p, flags)
+        except OSError:
+            continue
+        try:
+            os.fsync(fd)
+        except OSError:  # some filesystems refuse fsync on folders
+            pass
+        finally:
+            os.close(fd)
 
 
 def check_writable(out_dir: Path, force: bool) -> None:
@@ -211,14 +346,32 @@ def write_results(
             + yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
         (tmp / "convergence.json").write_text(
             json.dumps(json.loads(tree.attrs["convergence"]), indent=2) + "\n", encoding="utf-8")
+        (tmp / MANIFEST_NAME).write_text(  # last: its presence marks the folder complete
+            json.dumps(manifest(tmp), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        _fsync_tree(tmp)
         if out_dir.exists():
             _swap(tmp, out_dir)
         else:
             tmp.rename(out_dir)
+        _fsync_tree_dir(out_dir.parent)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
     return out_dir
+
+
+def _fsync_tree_dir(folder: Path) -> None:
+    """Flush a folder's entries (the rename) to disk, where the filesystem allows it."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def write_summary_csv(summary: pd.DataFrame, path: Path) -> None:

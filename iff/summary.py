@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -109,6 +110,23 @@ def summarize(tree: xr.DataTree, kind: str = "eti", prob: float = 0.9) -> pd.Dat
         table[d] = table[d].astype(str)
     table["year"] = table["year"].astype(int)
     return table[list(COLUMNS)]
+
+
+def summarize_results(tree: xr.DataTree, kind: str = "eti", prob: float = 0.9) -> pd.DataFrame:
+    """:func:`summarize` for the public API (``iff.summarize``): the same table, with a
+    :class:`iff.errors.ConvergenceWarning` when the results failed the convergence checks (the
+    table's ``convergence`` column then reads ``FAILED`` on every row)."""
+    from iff.caveats import SOUND
+    from iff.errors import ConvergenceWarning
+
+    table = summarize(tree, kind, prob)
+    verdict = str(tree.attrs.get("convergence_verdict", "unknown"))
+    if verdict not in SOUND:
+        warnings.warn(ConvergenceWarning(
+            f"NOT CONVERGED: these results' convergence verdict is {verdict}; the summary is "
+            "unreliable and not fit for publication (convergence column on every row)"),
+            stacklevel=2)
+    return table
 
 
 def corrections_column(tree: xr.DataTree, markets: pd.Series) -> list[str]:

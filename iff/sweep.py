@@ -37,6 +37,7 @@ import shutil
 import time
 import traceback
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -139,7 +140,12 @@ class SweepReport:
 
     @property
     def unconverged(self) -> list[TaskResult]:
-        return [r for r in self.results.values() if r.status == "unconverged"]
+        """Tasks whose results failed the convergence checks: run now, or finished by an
+        earlier sweep and skipped (their rows in sweep_summary.csv are just as unreliable)."""
+        from iff.caveats import SOUND
+
+        return [r for r in self.results.values() if r.status == "unconverged"
+                or (r.status == "skipped" and r.verdict not in SOUND)]
 
 
 # -- planning -----------------------------------------------------------------------------------
@@ -322,12 +328,15 @@ def run_task(config: str, scenario: str, countries: tuple[str, ...] | None, out_
     start = time.perf_counter()
     seed = os.environ.get("PYTHONHASHSEED", "random")
     try:
+        from iff.errors import ConvergenceWarning
         from iff.pipeline import run
 
         loaded = task_config(Path(config), scenario, countries)
         if loaded.config_hash() != config_sha256:
             raise ResultsError("the config changed after the sweep was planned; rerun the sweep")
-        outcome = run(loaded, out=Path(out_dir), force=force, progressbar=False)
+        with warnings.catch_warnings():  # reported as status 'unconverged' instead
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            outcome = run(loaded, out=Path(out_dir), force=force, progressbar=False)
         conv = outcome.convergence
         return {"status": "ok" if conv.passed else "unconverged", "verdict": conv.verdict,
                 "seconds": time.perf_counter() - start,
@@ -423,8 +432,7 @@ def run_sweep(plan: SweepPlan, workers: int | None = None, scheduler: str | None
     """
     start = time.perf_counter()
     results: dict[str, TaskResult] = {
-        t.name: TaskResult(t.name, "skipped", verdict=_stored_verdict(t))
-        for t in plan.tasks if plan.states[t.name].state == "done"}
+        t.name: _skipped(t) for t in plan.tasks if plan.states[t.name].state == "done"}
     todo = plan.to_run
     n_workers = workers or max(1, min(len(todo), os.cpu_count() or 1))
     if on_start:
@@ -467,6 +475,17 @@ def _submit_all(client: Any, plan: SweepPlan, todo: list[Task],
         if on_done:
             on_done(res)
     return out
+
+
+def _skipped(task: Task) -> TaskResult:
+    """A finished task's result, with a message when its stored verdict is not sound."""
+    from iff.caveats import SOUND
+
+    verdict = _stored_verdict(task)
+    message = "" if verdict in SOUND else (
+        f"finished by an earlier sweep and skipped: NOT CONVERGED (convergence verdict "
+        f"{verdict or 'unreadable'}; see {task.out_dir / 'convergence.json'})")
+    return TaskResult(task.name, "skipped", verdict=verdict, message=message)
 
 
 def _stored_verdict(task: Task) -> str:

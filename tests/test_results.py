@@ -44,7 +44,8 @@ def test_provenance_attrs(smoke_results):
 def test_results_folder_contents(smoke_results):
     folder = smoke_results.out_dir
     names = {p.name for p in folder.iterdir()}
-    assert names == {"posterior.nc", "summary.csv", "config.yaml", "convergence.json"}
+    assert names == {"posterior.nc", "summary.csv", "config.yaml", "convergence.json",
+                     "manifest.json"}
     assert not [p for p in folder.parent.iterdir() if p.name.startswith(".")]
 
 
@@ -79,6 +80,7 @@ def test_load_detects_tampered_config(smoke_results, tmp_path):
 
 
 def test_truncated_file_is_not_valid_results(smoke_results, tmp_path):
+    """A standalone posterior file (every file of a results folder: tests/test_durability.py)."""
     path = tmp_path / "posterior.nc"
     save_tree(smoke_results.tree, path)
     data = path.read_bytes()
