@@ -75,7 +75,7 @@ def read_list_table(path: Path | str, file: str | None = None) -> ListTable:
     IffInputError
         Naming file, line, column and reason for every problem: fewer than 2 lists, values
         other than 0/1, negative or non-integer counts, an all-zero pattern, duplicated
-        patterns, lists with no cases.
+        patterns, lists with no cases, no case on more than one list.
     """
     file = file or str(path)
     text = read_user_text(Path(path), file, "CSV")
@@ -153,6 +153,14 @@ def read_list_table(path: Path | str, file: str | None = None) -> ListTable:
         raise IffInputError([InputProblem(
             "no case is on this list: it carries no information; drop the column", file=file,
             row=1, field=name) for name in empty])
+    if not table.counts[table.patterns.sum(axis=1) >= 2].any():
+        # Some lists never overlapping is a warning (models/mse.py); none overlapping at all
+        # leaves every model without a finite estimate: the result would be the prior alone.
+        raise IffInputError(InputProblem(
+            f"no case is on more than one list: the lists ({', '.join(lists)}) never overlap, "
+            "so the table says nothing about the cases missed by every list (no finite "
+            "estimate under any model); multiple systems estimation needs lists that share "
+            "cases", file=file, row=1))
     return table
 
 
