@@ -207,7 +207,22 @@ def _z(mass: float) -> float:
 
 @functools.lru_cache(maxsize=256)
 def _fit_beta(lo: float, hi: float, mass: float) -> tuple[float, float]:
-    """Beta(alpha, beta) with ``(1 - mass) / 2`` of its mass below ``lo`` and above ``hi``."""
+    """Beta(alpha, beta) with ``(1 - mass) / 2`` of its mass below ``lo`` and above ``hi``.
+
+    Raises
+    ------
+    ValueError
+        If no Beta fits (the message is for the user), also when the range is so narrow or so
+        close to 0 or 1 that the arithmetic of the fit breaks down.
+    """
+    try:
+        return _fit_beta_unchecked(lo, hi, mass)
+    except (ArithmeticError, ValueError):  # e.g. a range of width 1e-300: sd**2 is 0
+        raise ValueError(f"found no Beta distribution with {mass:.0%} of its mass in "
+                         f"[{lo}, {hi}]; widen the range or lower the mass") from None
+
+
+def _fit_beta_unchecked(lo: float, hi: float, mass: float) -> tuple[float, float]:
     q_lo, q_hi = (1 - mass) / 2, (1 + mass) / 2
     # Start from the logit-normal with the same quantiles, matched by moments.
     mean = (lo + hi) / 2
@@ -237,6 +252,8 @@ def _fit_beta(lo: float, hi: float, mass: float) -> tuple[float, float]:
             raise ValueError(f"found no Beta distribution with {mass:.0%} of its mass in "
                              f"[{lo}, {hi}]; widen the range or lower the mass")
     a, b = np.exp(sol.x)
+    if not (np.isfinite(a) and np.isfinite(b) and a > 0 and b > 0):
+        raise ValueError("no finite Beta parameters")
     return float(a), float(b)
 
 
