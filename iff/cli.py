@@ -511,6 +511,8 @@ def mse(
         _fail(f"--order: {order} must be 1, 2 or 3")
     if draws < 100:
         _fail(f"--draws: {draws} is too few (at least 100)")
+    if not 0 <= seed <= 2**32 - 1:  # as sampler.seed in configs; numpy refuses negative seeds
+        _fail(f"--seed: {seed} must be a whole number from 0 to {2**32 - 1}")
     table = read_list_table(lists, str(lists))
     logging.getLogger("pymc").setLevel(logging.ERROR)
     result = estimate(table, prob=prob, seed=seed, order=order, draws=draws, tune=draws)

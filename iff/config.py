@@ -67,7 +67,8 @@ class SamplerConfig(Strict):
     cores: int | None = Field(
         None, ge=1, description="Parallel chains (PyMC sampler); default min(chains, CPUs).")
     target_accept: float = Field(0.9, gt=0.5, lt=1.0, description="NUTS target acceptance.")
-    seed: int = Field(description="Integer random seed; the same seed gives the same numbers.")
+    seed: int = Field(ge=0, le=2**32 - 1, description="Integer random seed (0 to 2^32 - 1); "
+                      "the same seed gives the same numbers.")
     progressbar: bool = Field(True, description="Show a progress bar while sampling.")
 
 

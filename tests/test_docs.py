@@ -33,7 +33,7 @@ def test_config_reference_lists_every_field_of_the_schema():
     for field in ("sampler.seed", "summary.prob", "observations.interval_prob",
                   "markets.drugs.priors.interdiction_rate", "markets.drugs.drugs.<name>.roles"):
         assert f"| `{field}` |" in text
-    assert "| `sampler.seed` | integer | required |" in text
+    assert "| `sampler.seed` | integer (>= 0, <= 4294967295) | required |" in text
 
 
 def test_markets_markdown_matches_the_json_listing(run_iff):
