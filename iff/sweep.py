@@ -188,16 +188,19 @@ def _select(base: LoadedConfig, scenarios: str | None) -> list[str]:
         return [BASE, *defined]
     names = [s.strip() for s in scenarios.split(",") if s.strip()]
     problems = []
+    # Scenarios are looked up in the config: name it (and its scenarios block) in the message.
+    where = {"file": file, "field": "scenarios", "row": base.lines.get(("scenarios",))}
     if not names:
-        problems.append(InputProblem("--scenarios: no scenario named (use a,b or all)"))
+        problems.append(InputProblem("--scenarios: no scenario named (use a,b or all)",
+                                     **where))
     for n in names:
         if n not in (BASE, *defined):
             problems.append(InputProblem(
                 f"--scenarios: unknown scenario '{n}'{did_you_mean(n, [BASE, *defined])}; "
-                f"scenarios: {', '.join([BASE, *defined])} (or all)"))
+                f"scenarios: {', '.join([BASE, *defined])} (or all)", **where))
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
-        problems.append(InputProblem(f"--scenarios: {', '.join(dup)} named twice"))
+        problems.append(InputProblem(f"--scenarios: {', '.join(dup)} named twice", **where))
     if problems:
         raise IffInputError(problems)
     return names
