@@ -97,7 +97,8 @@ def observe(
     Parameters
     ----------
     name
-        Name of the observed variable (its values are stored in ``observed_data``).
+        Name of the observed variable (its values are stored in ``observed_data`` and, as data
+        that can be replaced without rebuilding, in ``constant_data`` as ``<name>_values``).
     latent
         True values at the observed rows (same length as ``values``).
     values
@@ -112,7 +113,10 @@ def observe(
     """
     sigma_data = (sigma if isinstance(sigma, pt.Variable)
                   else pm.Data(f"{name}_sigma", np.asarray(sigma, dtype=float), dims=dim))
+    # Observed values are data (``<name>_values``), so a compiled model can be refitted to other
+    # values without recompiling (simulation-based calibration, iff.sbc); sigma stays as built.
+    observed = pm.Data(f"{name}_values", np.asarray(values, dtype=float), dims=dim)
     if support is Support.UNIT:
         mu = pt.log(latent) - pt.log1p(-latent)
-        return pm.LogitNormal(name, mu=mu, sigma=sigma_data, observed=values, dims=dim)
-    return pm.LogNormal(name, mu=pt.log(latent), sigma=sigma_data, observed=values, dims=dim)
+        return pm.LogitNormal(name, mu=mu, sigma=sigma_data, observed=observed, dims=dim)
+    return pm.LogNormal(name, mu=pt.log(latent), sigma=sigma_data, observed=observed, dims=dim)

@@ -206,8 +206,11 @@ def add_mse(prefix: str, table: ListTable, terms: Terms | None = None) -> MSEVar
         free += [f"{prefix}_tau{order}", f"{prefix}_z{order}"]
     theta = pt.concatenate(parts)
     log_mu = pt.dot(pt.as_tensor_variable(design(table.patterns, terms)), theta)
-    pm.Poisson(f"{prefix}_counts", pt.exp(log_mu), observed=table.counts,
-               dims=f"{prefix}_pattern")
+    # counts as data (``<prefix>_counts_values``): a compiled model can be refitted to other
+    # tables of the same patterns without recompiling (simulation-based calibration, iff.sbc)
+    counts = pm.Data(f"{prefix}_counts_values", np.asarray(table.counts, dtype="int64"),
+                     dims=f"{prefix}_pattern")
+    pm.Poisson(f"{prefix}_counts", pt.exp(log_mu), observed=counts, dims=f"{prefix}_pattern")
     dark = pm.Deterministic(f"{prefix}_dark_rate", pt.exp(alpha))
     return MSEVariables(dark_rate=dark, free=free)
 
