@@ -554,7 +554,9 @@ def run_sbc(
                                   tune=tune, seed=seed + 1 + i, progress_bar=False,
                                   cores=chains, target_accept=target_accept)
         except Exception as e:  # a failed fit is recorded, never dropped silently
-            errors.append(f"dataset {i}: {type(e).__name__}: {e}")
+            message = " ".join(line.strip() for line in str(e).split("Stack backtrace")[0]
+                               .splitlines() if line.strip())
+            errors.append(f"dataset {i}: {type(e).__name__}: {message}")
             fit_seconds[i] = time.perf_counter() - t
             continue
         errors.append(None)
