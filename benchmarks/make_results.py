@@ -229,6 +229,9 @@ def render_forward(data: dict) -> list[str]:
 def render_demo_and_samplers(data: dict) -> list[str]:
     out = [f"Model: {data.get('model')}.", ""]
     demo = data.get("demo_end_to_end")
+    if demo and demo.get("load_avg_before"):
+        out += [f"Load average before / after the demo runs: {demo['load_avg_before'][0]:.2f} / "
+                f"{demo['load_avg_after'][0]:.2f} (1 min).", ""]
     if demo:
         out += table(["figure", "value s", "target (issue 7)", "verdict"], [
             ["demo end to end, cold compile cache", demo["cold_s"], f"≤ {DEMO_COLD_S:.0f} s",
@@ -239,6 +242,8 @@ def render_demo_and_samplers(data: dict) -> list[str]:
              rhat(r.get("max_rhat")), r.get("divergences"), r.get("ess_per_s"),
              pass_fail(r.get("converged")) if "skipped" not in r else "n.a."]
             for r in data.get("samplers", [])]
+    if data.get("samplers_model") and data.get("samplers_model") != data.get("model"):
+        out += [f"Samplers measured on: {data['samplers_model']}.", ""]
     out += ["Samplers (wall of `engine.sample` in one process, compiled before timing; "
             "convergence: R-hat ≤ 1.01, ESS ≥ 400, no divergences):", ""]
     return out + table(["sampler", "repeat", "wall s", "min ESS", "max R-hat", "div", "ESS/s",
