@@ -84,7 +84,13 @@ def forward_draws(model: pm.Model, var_names: Sequence[str], n: int, seed: int
     # traversal, which changed between two builds of the same model (same seed, other draws).
     rngs = list(dict.fromkeys(rv.owner.inputs[0] for rv in model.free_RVs))
     reseed_rngs(rngs, seed)
-    return {name: np.asarray(v) for name, v in zip(var_names, fn(), strict=True)}
+    draws = {}
+    for name, value in zip(var_names, fn(), strict=True):
+        value = np.asarray(value)
+        if value.ndim == model[name].ndim:  # depends on no prior (e.g. fixed shares): constant
+            value = np.repeat(value[None], n, axis=0)
+        draws[name] = value
+    return draws
 
 
 def forward_dataset(model: pm.Model, chains: int, draws: int, seed: int) -> xr.Dataset:
