@@ -141,6 +141,17 @@ def worker_config(config: Path, settings: dict, seed_offset: int, cores: int) ->
     tree, conv = sample(plan, model, progressbar=False)
     t_done = time.perf_counter()
     s = loaded.config.sampler
+    return _measurement((t0, t_import, t_build, t_done), record, tree, conv, model, {
+        "nuts_sampler": s.nuts_sampler, "mass_matrix": s.mass_matrix, "draws": s.draws,
+        "tune": s.tune, "chains": s.chains, "cores": s.cores,
+        "target_accept": s.target_accept, "seed": s.seed})
+
+
+def _measurement(times: tuple[float, float, float, float], record: dict, tree, conv, model,
+                 settings: dict) -> dict:
+    """One worker's figures: stage seconds (start, imported, built, sampled), convergence and
+    the sampler settings used."""
+    t0, t_import, t_build, t_done = times
     return {
         "import_s": t_import - t0, "build_s": t_build - t_import,
         "engine_sample_s": t_done - t_build,
@@ -148,9 +159,7 @@ def worker_config(config: Path, settings: dict, seed_offset: int, cores: int) ->
         "min_ess_bulk": conv.min_ess_bulk, "max_rhat": conv.max_rhat,
         "divergences": conv.divergences, "worst_ess": conv.worst_ess, "worst_rhat": conv.worst_rhat,
         "converged": conv.passed, "mean_tree_depth": _tree_depth(tree), "n_free": _n_free(model),
-        "settings": {"nuts_sampler": s.nuts_sampler, "mass_matrix": s.mass_matrix,
-                     "draws": s.draws, "tune": s.tune, "chains": s.chains, "cores": s.cores,
-                     "target_accept": s.target_accept, "seed": s.seed},
+        "settings": settings,
     }
 
 
@@ -197,16 +206,9 @@ def worker_mse(table_path: Path, settings: dict, seed_offset: int, cores: int) -
                          compute_convergence_checks=False, **kwargs)
     conv = check_convergence(tree, [*variables.free, "mse_dark_rate"])
     t_done = time.perf_counter()
-    return {
-        "import_s": t_import - t0, "build_s": t_build - t_import,
-        "engine_sample_s": t_done - t_build,
-        "pm_sample_s": record.get("pm_sample_s"), "library_sampling_s": _sampling_time(tree),
-        "min_ess_bulk": conv.min_ess_bulk, "max_rhat": conv.max_rhat,
-        "divergences": conv.divergences, "worst_ess": conv.worst_ess, "worst_rhat": conv.worst_rhat,
-        "converged": conv.passed, "mean_tree_depth": _tree_depth(tree), "n_free": _n_free(model),
-        "settings": {**{k: s[k] for k in ("nuts_sampler", "mass_matrix", "draws", "tune",
-                                          "chains", "target_accept", "seed")}, "cores": cores},
-    }
+    return _measurement((t0, t_import, t_build, t_done), record, tree, conv, model, {
+        **{k: s[k] for k in ("nuts_sampler", "mass_matrix", "draws", "tune", "chains",
+                             "target_accept", "seed")}, "cores": cores})
 
 
 def worker_main(args: argparse.Namespace) -> None:
@@ -376,14 +378,18 @@ def summarize(model: str, rows: list[dict], default: dict) -> dict:
 
 
 def versions() -> dict:
+    """iff's provenance versions plus the samplers' own libraries."""
     from importlib.metadata import PackageNotFoundError, version
 
-    out = {"python": platform.python_version()}
+    from iff.results import library_versions
+
+    out = library_versions()
     for lib in VERSION_LIBS:
-        try:
-            out[lib] = version(lib)
-        except PackageNotFoundError:
-            out[lib] = "not installed"
+        if lib not in out:
+            try:
+                out[lib] = version(lib)
+            except PackageNotFoundError:
+                out[lib] = "not installed"
     return out
 
 
