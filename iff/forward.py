@@ -1,5 +1,9 @@
 """Exact forward Monte Carlo from the priors, vectorised: every draw in one compiled call.
 
+The same vectorisation evaluates deterministics (flows, values, balances) over every posterior
+draw of a NUTS run at once (:func:`deterministics_from_draws`), so the sampler need not compile
+and call a deterministics function per draw.
+
 ``pm.sample_prior_predictive`` calls its compiled function once per draw, and each call pays a
 fixed dispatch cost (numba type checks of every argument), so it managed ~1,500 draws per second
 on the demo. Here the model graph is rewritten once so that every root random variable carries a
@@ -19,14 +23,27 @@ import pymc as pm
 import pytensor.tensor as pt
 import xarray as xr
 from pymc.pytensorf import reseed_rngs
+from pytensor.compile.mode import Mode
 from pytensor.compile.ops import ViewOp
 from pytensor.graph.replace import _vectorize_node, vectorize_graph
 from pytensor.graph.traversal import ancestors
+from pytensor.tensor.random.basic import DirichletRV
 from pytensor.tensor.random.op import RandomVariable
 
 #: The C virtual machine runs the batched graph ~30x faster than the numba backend here
-#: (numba measured 3,300 draws/s on the demo, CVM 95,000, machine under load).
+#: (numba measured 3,300 draws/s on the demo, CVM 95,000, machine under load), but compiling it
+#: costs ~1 s with a warm cache and ~20 s with a cold one.
 FORWARD_MODE = "CVM"
+#: Python linker with the light rewrites: nothing to compile, each op runs once on whole numpy
+#: arrays; ~25,000 draws/s on the demo. Faster in total than compiling below
+#: :data:`COMPILE_FROM_DRAWS` draws (measured on the demo: 2,000 draws 0.7 s vs 1.3 s warm).
+INTERPRETED_MODE = Mode(linker="py", optimizer="fast_compile")
+COMPILE_FROM_DRAWS = 20_000
+
+
+def _mode_for(n: int) -> str | Mode:
+    """Compiled C for many draws; interpreted, with no compile, for the few of a NUTS run."""
+    return FORWARD_MODE if n >= COMPILE_FROM_DRAWS else INTERPRETED_MODE
 
 
 @_vectorize_node.register(ViewOp)
@@ -40,13 +57,28 @@ def _vectorize_view(op: ViewOp, node, x):
 
 
 def _batched(rv: pt.TensorVariable, n: int) -> pt.TensorVariable:
-    """``rv`` drawn ``n`` times at once: same op and parameters, size ``(n, *batch_shape)``."""
+    """``rv`` drawn ``n`` times at once: same op and parameters, size ``(n, *batch_shape)``.
+
+    A Dirichlet is drawn as normalised Gamma(alpha, 1) variates: numpy has no batched Dirichlet,
+    and PyTensor's loops over the batch in Python (3,200 draws/s on the multi-country demo).
+    """
     node = rv.owner
     op = node.op
     rng, _size, *params = node.inputs
     batch_ndim = rv.ndim - op.ndim_supp
-    batch_shape = [rv.shape[i] for i in range(batch_ndim)]
+    # The shape without evaluating ``rv`` itself: a node left in the graph for its shape would
+    # draw once more from the same generator (PyTensor then warns and drops the rng update).
+    static = rv.type.shape[:batch_ndim]
+    if all(d is not None for d in static):
+        batch_shape = [pt.constant(d, dtype="int64") for d in static]
+    else:
+        batch_shape = list(op._infer_shape(_size, params))[:batch_ndim]
     size = pt.stack([pt.constant(n, dtype="int64"), *[pt.cast(s, "int64") for s in batch_shape]])
+    if isinstance(op, DirichletRV):
+        alpha = params[0]
+        g = pt.random.gamma(alpha, scale=1.0, rng=rng,
+                            size=pt.concatenate([size, pt.cast(alpha.shape[-1:], "int64")]))
+        return g / g.sum(axis=-1, keepdims=True)
     return op.make_node(rng, size, *params).outputs[1]
 
 
@@ -79,18 +111,25 @@ def forward_draws(model: pm.Model, var_names: Sequence[str], n: int, seed: int
         if not (set(ancestors(rv.owner.inputs)) & free):
             replace[rv] = _batched(rv, n)  # roots only: the others follow their parents
     outputs = vectorize_graph([model[name] for name in var_names], replace=replace)
-    fn = pm.pytensorf.compile([], outputs, random_seed=False, mode=FORWARD_MODE)
+    fn = pm.pytensorf.compile([], outputs, random_seed=False, mode=_mode_for(n))
     # Seed the generators in model order: PyMC's own reseeding follows the order of a graph
     # traversal, which changed between two builds of the same model (same seed, other draws).
     rngs = list(dict.fromkeys(rv.owner.inputs[0] for rv in model.free_RVs))
     reseed_rngs(rngs, seed)
-    draws = {}
-    for name, value in zip(var_names, fn(), strict=True):
+    return _with_draw_dim(model, var_names, fn(), n)
+
+
+def _with_draw_dim(model: pm.Model, names: Sequence[str], outputs: Sequence, n: int
+                   ) -> dict[str, np.ndarray]:
+    """``name -> (n, ...)`` arrays; a variable that depends on no draw (e.g. fixed shares) is
+    a constant that vectorising leaves without the draw dim, so it is repeated."""
+    values = {}
+    for name, value in zip(names, outputs, strict=True):
         value = np.asarray(value)
-        if value.ndim == model[name].ndim:  # depends on no prior (e.g. fixed shares): constant
+        if value.ndim == model[name].ndim:
             value = np.repeat(value[None], n, axis=0)
-        draws[name] = value
-    return draws
+        values[name] = value
+    return values
 
 
 def forward_dataset(model: pm.Model, chains: int, draws: int, seed: int) -> xr.Dataset:
@@ -100,12 +139,47 @@ def forward_dataset(model: pm.Model, chains: int, draws: int, seed: int) -> xr.D
     the same layout as a NUTS run.
     """
     names = [v.name for v in model.free_RVs] + [d.name for d in model.deterministics]
-    values = forward_draws(model, names, chains * draws, seed)
+    return _to_dataset(model, forward_draws(model, names, chains * draws, seed), chains, draws)
+
+
+def deterministics_from_draws(model: pm.Model, posterior: xr.Dataset) -> xr.Dataset:
+    """Every deterministic of ``model`` at each ``(chain, draw)`` of ``posterior``, in one call.
+
+    Parameters
+    ----------
+    model
+        The model that was sampled.
+    posterior
+        Draws of every free random variable, dims ``(chain, draw, ...)``, constrained space.
+
+    Returns
+    -------
+    xr.Dataset
+        The deterministics, dims ``(chain, draw, ...)``, computed from the same draws (observed
+        variables take their data, as in the model's log density).
+    """
+    chains, draws = posterior.sizes["chain"], posterior.sizes["draw"]
+    n = chains * draws
+    replace = {}
+    for rv in model.free_RVs:
+        vals = posterior[rv.name].values
+        replace[rv] = pt.constant(vals.reshape(n, *vals.shape[2:]).astype(rv.dtype))
+    for rv in model.observed_RVs:  # a deterministic may read a measured value
+        replace[rv] = model.rvs_to_values[rv]
+    names = [d.name for d in model.deterministics]
+    outputs = vectorize_graph([model[name] for name in names], replace=replace)
+    fn = pm.pytensorf.compile([], outputs, random_seed=False, mode=_mode_for(n))
+    return _to_dataset(model, _with_draw_dim(model, names, fn(), n), chains, draws)
+
+
+def _to_dataset(model: pm.Model, values: dict[str, np.ndarray], chains: int, draws: int
+                ) -> xr.Dataset:
+    """``name -> (chains * draws, ...)`` arrays as a ``(chain, draw, ...)`` dataset."""
     coords = {k: list(v) for k, v in model.coords.items() if v is not None}
     data = {}
-    for name in names:
+    for name, flat in values.items():
         dims = tuple(model.named_vars_to_dims.get(name, ()))
-        arr = values[name].reshape(chains, draws, *values[name].shape[1:])
+        arr = flat.reshape(chains, draws, *flat.shape[1:])
         if len(dims) != arr.ndim - 2:
             dims = tuple(f"{name}_dim_{i}" for i in range(arr.ndim - 2))
         data[name] = xr.DataArray(arr, dims=("chain", "draw", *dims),
