@@ -20,6 +20,9 @@ function, the compile cache state as found), then ``engine.sample`` timed for ea
 draws (4 chains x draws/4), ``--repeats`` times (best kept). Draws per second = total draws / wall
 of ``engine.sample``; the marginal rate excludes the fixed cost per call (slope between the
 smallest and largest size). A size whose draws would exceed ``--max-gb`` of memory is skipped.
+``flows_only``: the same sizes drawing only the ``flows`` variable (``iff.forward.forward_draws``),
+so that the other variables a run stores (e.g. flows by partner, 18 MB per 1,000 draws on the
+multi-country demo) are neither computed nor counted.
 Target (issue 7): >= 100,000 draws of all flows per second. Writes
 ``benchmarks/results/forward.json``.
 """
@@ -121,6 +124,7 @@ def run_setup(name: str, sizes: list[int], repeats: int, max_gb: float, tmp: Pat
             "load_avg_before": round(load_before, 2),
             "load_avg_after": round(os.getloadavg()[0], 2)})
         print(f"{name:14s} {n:8d} draws  {wall:8.2f} s  {rate:10.0f} draws/s", flush=True)
+    out["flows_only"] = _flows_only(path, sizes, repeats, max_gb, out["flow_values_per_draw"])
     done = [r for r in out["runs"] if "wall_s" in r]
     if len(done) >= 2:
         a, b = done[0], done[-1]
@@ -134,6 +138,31 @@ def run_setup(name: str, sizes: list[int], repeats: int, max_gb: float, tmp: Pat
         out["headline"] = {"draws": largest["draws"], "draws_per_s": largest["draws_per_s"],
                            "verdict": largest["verdict"]}
     return out
+
+
+def _flows_only(path: Path, sizes: list[int], repeats: int, max_gb: float,
+                values_per_draw: int) -> list[dict]:
+    """Draws per second of ``flows`` alone (every market's flows, nothing else returned)."""
+    from iff.config import load_config
+    from iff.engine import build_model, prepare
+    from iff.forward import forward_draws
+
+    model, _ = build_model(prepare(load_config(path)))
+    runs = []
+    for n in sizes:
+        if 8 * values_per_draw * n > max_gb * 1e9:
+            continue
+        walls = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            forward_draws(model, ["flows"], n, seed=1)
+            walls.append(time.perf_counter() - start)
+        rate = n / min(walls)
+        runs.append({"draws": n, "wall_s": round(min(walls), 3), "draws_per_s": round(rate),
+                     "verdict": "PASS" if rate >= TARGET_DRAWS_PER_S else "FAIL"})
+        print(f"{'  flows only':14s} {n:8d} draws  {min(walls):8.2f} s  {rate:10.0f} draws/s",
+              flush=True)
+    return runs
 
 
 def main() -> None:

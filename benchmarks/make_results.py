@@ -218,6 +218,11 @@ def render_forward(data: dict) -> list[str]:
                         s.get("fixed_cost_s"), m,
                         pass_fail(None if m is None else m >= FORWARD_DRAWS_PER_S)])
     out += table(["setup", "draws", "wall s", "draws/s", "load (1 min)", "≥ 100,000/s"], rows)
+    flows_only = [[s["setup"], r["draws"], r["wall_s"], r["draws_per_s"], r["verdict"]]
+                  for s in data.get("setups", []) for r in s.get("flows_only", [])]
+    if flows_only:
+        out += ["Drawing `flows` alone (no other variable computed or returned):", ""]
+        out += table(["setup", "draws", "wall s", "draws/s", "≥ 100,000/s"], flows_only)
     out += table(["setup", "flow values per draw", "first call s (warm-up)",
                   "fixed cost per call s", "marginal draws/s", "marginal ≥ 100,000/s"], summary)
     for s in data.get("setups", []):
