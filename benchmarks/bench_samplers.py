@@ -13,7 +13,10 @@ Models (``--models``, default all): ``drugs`` (configs/demo.yaml), ``smuggling_o
 ``multi_country`` (configs/multi-country-demo.yaml).
 
 Samplers (``--samplers``, default all): ``pymc`` (PyMC's own NUTS), ``nutpie-diagonal``,
-``nutpie-low-rank`` (low-rank modified mass matrix), ``numpyro``; and ``default``, the model's
+``nutpie-low-rank`` (low-rank modified mass matrix; both with nutpie's own numba compile,
+``nutpie_backend: numba``), ``nutpie-cached-low-rank`` (low-rank, on the log density PyTensor
+compiles and caches, ``nutpie_backend: cached``, iff/nutpie_cached.py), ``numpyro``; and
+``default``, the model's
 own settings (the config's ``sampler`` section as ``iff run`` uses it), measured only where they
 differ from the four above (otherwise the matching measurement is reused).
 
@@ -70,8 +73,12 @@ MODELS: dict[str, dict[str, str]] = {
 #: sampler label -> settings applied to the config's ``sampler`` section.
 SAMPLERS: dict[str, dict[str, str]] = {
     "pymc": {"nuts_sampler": "pymc"},
-    "nutpie-diagonal": {"nuts_sampler": "nutpie", "mass_matrix": "diagonal"},
-    "nutpie-low-rank": {"nuts_sampler": "nutpie", "mass_matrix": "low_rank"},
+    "nutpie-diagonal": {"nuts_sampler": "nutpie", "mass_matrix": "diagonal",
+                        "nutpie_backend": "numba"},
+    "nutpie-low-rank": {"nuts_sampler": "nutpie", "mass_matrix": "low_rank",
+                        "nutpie_backend": "numba"},
+    "nutpie-cached-low-rank": {"nuts_sampler": "nutpie", "mass_matrix": "low_rank",
+                               "nutpie_backend": "cached"},
     "numpyro": {"nuts_sampler": "numpyro"},
 }
 VERSION_LIBS = ("pymc", "pytensor", "numba", "nutpie", "numpyro", "jax", "jaxlib", "arviz",
@@ -142,7 +149,8 @@ def worker_config(config: Path, settings: dict, seed_offset: int, cores: int) ->
     t_done = time.perf_counter()
     s = loaded.config.sampler
     return _measurement((t0, t_import, t_build, t_done), record, tree, conv, model, {
-        "nuts_sampler": s.nuts_sampler, "mass_matrix": s.mass_matrix, "draws": s.draws,
+        "nuts_sampler": s.nuts_sampler, "mass_matrix": s.mass_matrix,
+        "nutpie_backend": s.nutpie_backend, "draws": s.draws,
         "tune": s.tune, "chains": s.chains, "cores": s.cores,
         "target_accept": s.target_accept, "seed": s.seed})
 
@@ -175,6 +183,7 @@ def _mse_defaults() -> dict:
                            else "pymc")
     out["mass_matrix"] = (params["mass_matrix"].default if "mass_matrix" in params
                           else "low_rank")
+    out["nutpie_backend"] = "numba"  # iff mse samples with pm.sample
     return out
 
 
@@ -199,15 +208,24 @@ def worker_mse(table_path: Path, settings: dict, seed_offset: int, cores: int) -
     record: dict = {}
     _timed_pm_sample(record)
     t_build = time.perf_counter()
-    with model:
-        tree = pm.sample(draws=s["draws"], tune=s["tune"], chains=s["chains"], cores=cores,
-                         target_accept=s["target_accept"], random_seed=s["seed"],
-                         nuts_sampler=s["nuts_sampler"], progressbar=False,
-                         compute_convergence_checks=False, **kwargs)
+    if s["nuts_sampler"] == "nutpie" and s["nutpie_backend"] == "cached":
+        from iff.nutpie_cached import sample_nutpie_cached
+
+        tree = sample_nutpie_cached(
+            model, [*variables.free, "mse_dark_rate"], draws=s["draws"], tune=s["tune"],
+            chains=s["chains"], cores=cores, seed=s["seed"], target_accept=s["target_accept"],
+            low_rank=s["mass_matrix"] == "low_rank", progressbar=False)
+    else:
+        with model:
+            tree = pm.sample(draws=s["draws"], tune=s["tune"], chains=s["chains"], cores=cores,
+                             target_accept=s["target_accept"], random_seed=s["seed"],
+                             nuts_sampler=s["nuts_sampler"], progressbar=False,
+                             compute_convergence_checks=False, **kwargs)
     conv = check_convergence(tree, [*variables.free, "mse_dark_rate"])
     t_done = time.perf_counter()
     return _measurement((t0, t_import, t_build, t_done), record, tree, conv, model, {
-        **{k: s[k] for k in ("nuts_sampler", "mass_matrix", "draws", "tune", "chains",
+        **{k: s[k] for k in ("nuts_sampler", "mass_matrix", "nutpie_backend", "draws", "tune",
+                             "chains",
                              "target_accept", "seed")}, "cores": cores})
 
 
@@ -238,7 +256,8 @@ def default_settings(model: str) -> dict:
         from iff.config import load_config
 
         d = load_config(REPO / spec["config"]).config.sampler.model_dump()
-    return {"nuts_sampler": d["nuts_sampler"], "mass_matrix": d.get("mass_matrix")}
+    return {"nuts_sampler": d["nuts_sampler"], "mass_matrix": d.get("mass_matrix"),
+            "nutpie_backend": d.get("nutpie_backend")}
 
 
 def matching_label(settings: dict) -> str | None:
@@ -246,7 +265,8 @@ def matching_label(settings: dict) -> str | None:
     for label, s in SAMPLERS.items():
         if s["nuts_sampler"] != settings["nuts_sampler"]:
             continue
-        if s["nuts_sampler"] != "nutpie" or s.get("mass_matrix") == settings.get("mass_matrix"):
+        if s["nuts_sampler"] != "nutpie" or all(
+                s.get(k) == settings.get(k) for k in ("mass_matrix", "nutpie_backend")):
             return label
     return None
 

@@ -61,6 +61,13 @@ class SamplerConfig(Strict):
         description="nutpie only: mass-matrix adaptation. nutpie's diagonal default can fail to "
         "converge on hierarchical models (see stack notes).",
     )
+    nutpie_backend: Literal["cached", "numba"] = Field(
+        "cached",
+        description="nutpie only: 'cached' runs nutpie's sampler on the log density PyTensor "
+        "compiles and keeps in its compile cache (seconds to start; chains share one core for "
+        "the model's arithmetic); 'numba' lets nutpie compile its own (uncacheable: 15-35 s per "
+        "process on the demo, then chains fully parallel), for long runs of large models.",
+    )
     draws: int = Field(1000, ge=10, description="Draws per chain kept after tuning.")
     tune: int = Field(1000, ge=0, description="Tuning steps per chain.")
     chains: int = Field(4, ge=1, description="Independent chains (>= 2 for R-hat).")

@@ -29,6 +29,7 @@ from iff.errors import IffInputError, InputProblem
 from iff.flows import DIRECTIONS, FLOW_DIMS, FLOW_UNITS, PHASES
 from iff.forward import deterministics_from_draws, forward_dataset
 from iff.market import Market
+from iff.nutpie_cached import sample_nutpie_cached
 from iff.observations import ObservationTable, read_observations
 from iff.partners import PARTNER_FLOW_DIMS, partner_coords, split_by_partner
 
@@ -207,11 +208,18 @@ def sample(plan: RunPlan, model: pm.Model, progressbar: bool | None = None
                 file=str(plan.loaded.path), field="sampler.nuts_sampler")) from None
     cores = s.cores or min(s.chains, os.cpu_count() or 1)
     free = [rv.name for rv in model.free_RVs]
-    with model:
-        idata = pm.sample(
-            draws=s.draws, tune=s.tune, chains=s.chains, cores=cores, random_seed=s.seed,
-            nuts_sampler=s.nuts_sampler, target_accept=s.target_accept, progressbar=progress,
-            compute_convergence_checks=False, var_names=free, **kwargs)
+    if s.nuts_sampler == "nutpie" and s.nutpie_backend == "cached":
+        idata = sample_nutpie_cached(
+            model, free, draws=s.draws, tune=s.tune, chains=s.chains, cores=cores, seed=s.seed,
+            target_accept=s.target_accept, low_rank=s.mass_matrix == "low_rank",
+            progressbar=progress)
+    else:
+        with model:
+            idata = pm.sample(
+                draws=s.draws, tune=s.tune, chains=s.chains, cores=cores, random_seed=s.seed,
+                nuts_sampler=s.nuts_sampler, target_accept=s.target_accept,
+                progressbar=progress, compute_convergence_checks=False, var_names=free,
+                **kwargs)
     groups = {k: idata[k].to_dataset() for k in idata.children
               if k in ("posterior", "sample_stats", "observed_data", "constant_data")}
     posterior = groups["posterior"]
