@@ -39,6 +39,7 @@ def test_recovers_the_exact_conjugate_posterior():
     assert abs(log_scale.mean() - 0.5) < 0.05 and abs(log_scale.std() - 0.3) < 0.05
     assert int(idata["sample_stats"]["diverging"].sum()) == 0
     assert "observed_data" in idata.children and "y" in idata["observed_data"]
+    assert set(post.data_vars) == {"mu", "scale"}  # not the unconstrained log(scale)
 
 
 def test_same_seed_same_draws():
