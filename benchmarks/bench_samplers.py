@@ -213,7 +213,7 @@ def worker_mse(table_path: Path, settings: dict, seed_offset: int, cores: int) -
 
         tree = sample_nutpie_cached(
             model, [*variables.free, "mse_dark_rate"], draws=s["draws"], tune=s["tune"],
-            chains=s["chains"], cores=cores, seed=s["seed"], target_accept=s["target_accept"],
+            chains=s["chains"], seed=s["seed"], target_accept=s["target_accept"],
             low_rank=s["mass_matrix"] == "low_rank", progressbar=False)
     else:
         with model:

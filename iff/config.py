@@ -64,15 +64,17 @@ class SamplerConfig(Strict):
     nutpie_backend: Literal["cached", "numba"] = Field(
         "cached",
         description="nutpie only: 'cached' runs nutpie's sampler on the log density PyTensor "
-        "compiles and keeps in its compile cache (seconds to start; chains share one core for "
-        "the model's arithmetic); 'numba' lets nutpie compile its own (uncacheable: 15-35 s per "
-        "process on the demo, then chains fully parallel), for long runs of large models.",
+        "compiles and keeps in its compile cache (seconds to start; chains run in one thread, "
+        "the model's arithmetic under Python's lock); 'numba' lets nutpie compile its own "
+        "(uncacheable: 15-35 s per process on the demo, then chains fully parallel), for long "
+        "runs of large models.",
     )
     draws: int = Field(1000, ge=10, description="Draws per chain kept after tuning.")
     tune: int = Field(1000, ge=0, description="Tuning steps per chain.")
     chains: int = Field(4, ge=1, description="Independent chains (>= 2 for R-hat).")
     cores: int | None = Field(
-        None, ge=1, description="Parallel chains (PyMC sampler); default min(chains, CPUs).")
+        None, ge=1, description="Parallel chains (PyMC sampler, numpyro, nutpie_backend numba); "
+        "default min(chains, CPUs).")
     target_accept: float = Field(0.9, gt=0.5, lt=1.0, description="NUTS target acceptance.")
     seed: int = Field(ge=0, le=2**32 - 1, description="Integer random seed (0 to 2^32 - 1); "
                       "the same seed gives the same numbers.")

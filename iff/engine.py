@@ -210,7 +210,7 @@ def sample(plan: RunPlan, model: pm.Model, progressbar: bool | None = None
     free = [rv.name for rv in model.free_RVs]
     if s.nuts_sampler == "nutpie" and s.nutpie_backend == "cached":
         idata = sample_nutpie_cached(
-            model, free, draws=s.draws, tune=s.tune, chains=s.chains, cores=cores, seed=s.seed,
+            model, free, draws=s.draws, tune=s.tune, chains=s.chains, seed=s.seed,
             target_accept=s.target_accept, low_rank=s.mass_matrix == "low_rank",
             progressbar=progress)
     else:

@@ -10,7 +10,7 @@ from iff import load_config
 from iff.engine import build_model, prepare, sample
 from iff.nutpie_cached import sample_nutpie_cached
 
-SETTINGS = dict(draws=500, tune=500, chains=2, cores=2, seed=11, target_accept=0.9,
+SETTINGS = dict(draws=500, tune=500, chains=2, seed=11, target_accept=0.9,
                 low_rank=True, progressbar=False)
 
 
@@ -78,7 +78,7 @@ def test_same_draws_as_nutpie_compiling_its_own_function():
     y = np.random.default_rng(2).normal([[3.0], [-1.0]], 1.0, size=(2, 40))
     model = _conjugate_model(y)
     own = nutpie.sample(nutpie.compile_pymc_model(model, var_names=["mu", "scale"]),
-                        draws=200, tune=200, chains=2, cores=2, seed=11, save_warmup=False,
+                        draws=200, tune=200, chains=2, seed=11, save_warmup=False,
                         progress_bar=False, adaptation="low_rank", target_accept=0.9)
     cached = sample_nutpie_cached(model, ["mu", "scale"], **{**SETTINGS, "draws": 200,
                                                              "tune": 200})
