@@ -8,9 +8,14 @@ See ARCHITECTURE.md for the module map.
 """
 
 from iff._version import __version__
-from iff.config import load_config
-from iff.pipeline import run
-from iff.results import load_tree as load_results
-from iff.summary import summarize_results as summarize
+from iff.numerics import apply_reproducible_numerics
+
+# before anything compiles: same numbers with a cold or a warm compile cache (iff.numerics)
+apply_reproducible_numerics()
+
+from iff.config import load_config  # noqa: E402
+from iff.pipeline import run  # noqa: E402
+from iff.results import load_tree as load_results  # noqa: E402
+from iff.summary import summarize_results as summarize  # noqa: E402
 
 __all__ = ["__version__", "load_config", "load_results", "run", "summarize"]
