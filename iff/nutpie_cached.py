@@ -32,6 +32,8 @@ import xarray as xr
 from pymc.backends.arviz import patch_nutpie_idata
 from pymc.initial_point import make_initial_point_fn
 
+from iff.function_cache import load_or_build, model_digest
+
 
 class NonFiniteGradient(ValueError):
     """A log-density gradient with NaN or infinite entries: nutpie rejects the point (a
@@ -43,6 +45,26 @@ class NonFiniteGradient(ValueError):
 def _values(fn: Any) -> list[np.ndarray]:
     """Current values of a compiled function's shared variables, in its argument order."""
     return [np.asarray(v.get_value(borrow=True)) for v in fn.get_shared()]
+
+
+def _compiled_functions(model: pm.Model, var_names: list[str]) -> tuple[Any, ...]:
+    """nutpie's log-density-and-gradient and expand functions for ``model``, compiled with
+    PyTensor's numba backend, from :mod:`iff.function_cache` when the model was seen before.
+
+    Returns ``(n_dim, logp_dlogp, expand, shape_info, reparameterized_names)`` as
+    ``nutpie.compile_pymc._make_functions`` makes them (its initial-point function is made by
+    the caller: it holds random generators and a closure, which do not pickle).
+    """
+    from nutpie.compile_pymc import _make_functions
+
+    def build() -> tuple[Any, ...]:
+        n_dim, _, logp_dlogp, expand, _, shape_info, reparameterized = _make_functions(
+            model, mode="NUMBA", compute_grad=True, join_expanded=False,
+            pymc_initial_point_fn=None, var_names=var_names)
+        return n_dim, logp_dlogp, expand, shape_info, reparameterized
+
+    key = model_digest(model, f"nutpie _make_functions NUMBA grad var_names={var_names}")
+    return load_or_build(key, build)
 
 
 def sample_nutpie_cached(model: pm.Model, var_names: Sequence[str], *, draws: int, tune: int,
@@ -71,15 +93,21 @@ def sample_nutpie_cached(model: pm.Model, var_names: Sequence[str], *, draws: in
         ``constant_data``, as ``pm.sample`` returns them for nutpie.
     """
     import nutpie
-    from nutpie.compile_pymc import _make_functions, _prepare_dims_and_coords, _wrap_with_lock
+    from nutpie.compile_pymc import (
+        _prepare_dims_and_coords,
+        _rv_dict_to_flat_array_wrapper,
+        _wrap_with_lock,
+    )
     from nutpie.compiled_pyfunc import from_pyfunc
 
     initial_point = _wrap_with_lock(make_initial_point_fn(
         model=model, jitter_rvs=set(model.free_RVs), default_strategy="support_point",
         return_transformed=True))
-    n_dim, _, logp_dlogp, expand, initial_point_fn, shape_info, reparameterized = _make_functions(
-        model, mode="NUMBA", compute_grad=True, join_expanded=False,
-        pymc_initial_point_fn=initial_point, var_names=list(var_names))
+    n_dim, logp_dlogp, expand, shape_info, reparameterized = _compiled_functions(
+        model, list(var_names))
+    n_free = len(model.free_RVs)
+    initial_point_fn = _rv_dict_to_flat_array_wrapper(
+        initial_point, names=shape_info[0][:n_free], shapes=shape_info[2][:n_free])
     names, _slices, shapes = shape_info
     # Call the numba functions PyTensor compiled directly, as nutpie's own backend does: they
     # are pure (new output arrays on every call, so chains need no lock) and skip PyTensor's
