@@ -34,10 +34,13 @@ from pytensor.tensor.random.op import RandomVariable
 #: (numba measured 3,300 draws/s on the demo, CVM 95,000, machine under load), but compiling it
 #: costs ~1 s with a warm cache and ~20 s with a cold one.
 FORWARD_MODE = "CVM"
-#: Python linker with the light rewrites: nothing to compile, each op runs once on whole numpy
-#: arrays; ~25,000 draws/s on the demo. Faster in total than compiling below
-#: :data:`COMPILE_FROM_DRAWS` draws (measured on the demo: 2,000 draws 0.7 s vs 1.3 s warm).
-INTERPRETED_MODE = Mode(linker="py", optimizer="fast_compile")
+#: Python linker and only the rewrites a graph needs to run at all (``minimum_compile``, e.g.
+#: lowering named-dim ops): nothing to compile, each op runs once on whole numpy arrays. Faster
+#: in total than compiling below :data:`COMPILE_FROM_DRAWS` draws (demo, 2,000 draws: 0.7 s vs
+#: 1.3 s warm). The light ``fast_compile`` rewrites cost more than they save at this size (demo
+#: prior group 1.45 s with them, 0.33 s without, machine under load); results differ only in
+#: the last bit of arithmetic the rewrites would have rearranged.
+INTERPRETED_MODE = Mode(linker="py", optimizer="minimum_compile")
 COMPILE_FROM_DRAWS = 20_000
 
 

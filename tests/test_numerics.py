@@ -8,8 +8,8 @@ import sys
 import textwrap
 from pathlib import Path
 
-import pytest
 import pytensor
+import pytest
 
 import iff  # noqa: F401  (importing iff applies iff.numerics)
 
