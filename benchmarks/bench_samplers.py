@@ -183,7 +183,7 @@ def _mse_defaults() -> dict:
                            else "pymc")
     out["mass_matrix"] = (params["mass_matrix"].default if "mass_matrix" in params
                           else "low_rank")
-    out["nutpie_backend"] = "numba"  # iff mse samples with pm.sample
+    out["nutpie_backend"] = "cached"  # iff mse samples nutpie via iff.nutpie_cached
     return out
 
 
@@ -426,7 +426,8 @@ def main() -> None:
     ap.add_argument("--draws", type=int, help="override every model's draws (smoke tests only)")
     ap.add_argument("--tune", type=int, help="override every model's tune (smoke tests only)")
     ap.add_argument("--merge", action="store_true",
-                    help="keep the other models' entries of an existing --out file")
+                    help="keep the entries of an existing --out file for the models and "
+                         "samplers not measured now")
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("--worker-model", help=argparse.SUPPRESS)
     ap.add_argument("--worker-settings", help=argparse.SUPPRESS)
@@ -471,7 +472,9 @@ def main() -> None:
     }
     if args.merge and args.out.exists():
         old = json.loads(args.out.read_text(encoding="utf-8"))
-        result["rows"] = [r for r in old.get("rows", []) if r["model"] not in models]
+        measured_now = {lbl for lbl in labels if lbl in SAMPLERS}
+        result["rows"] = [r for r in old.get("rows", [])
+                          if r["model"] not in models or r["sampler"] not in measured_now]
         result["models"] = {k: v for k, v in old.get("models", {}).items() if k not in models}
     args.out.parent.mkdir(parents=True, exist_ok=True)
 

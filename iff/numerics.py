@@ -20,7 +20,12 @@ import pytensor
 def apply_reproducible_numerics() -> None:
     """Turn numba's ``fastmath`` off for PyTensor, unless ``PYTENSOR_FLAGS`` sets it.
 
-    Call before any PyTensor function is compiled (``import iff`` does).
+    Call before any PyTensor function is compiled (``import iff`` does). The setting also goes
+    into ``PYTENSOR_FLAGS`` so that processes started from this one (PyMC's chain workers, Dask
+    workers) compile the same code: without it PyMC's workers ran with ``fastmath`` on and
+    compiled their own copy of the log density.
     """
-    if "numba__fastmath" not in os.environ.get("PYTENSOR_FLAGS", ""):
+    flags = os.environ.get("PYTENSOR_FLAGS", "")
+    if "numba__fastmath" not in flags:
         pytensor.config.numba__fastmath = False
+        os.environ["PYTENSOR_FLAGS"] = ",".join(f for f in (flags, "numba__fastmath=False") if f)

@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pymc as pm
+import scipy.optimize
 import xarray as xr
 from pymc.backends.arviz import patch_nutpie_idata
 from pymc.initial_point import make_initial_point_fn
@@ -40,6 +41,25 @@ class NonFiniteGradient(ValueError):
     divergence) instead of following the bad gradient, as its own compiled functions do."""
 
     is_recoverable = True  # read by nutpie's Rust side
+
+
+# Half-width of the uniform jitter (unconstrained space) around the mode that starts each chain.
+INIT_JITTER = 0.3
+
+
+def _mode(logp_dlogp: Any, x0: np.ndarray) -> np.ndarray:
+    """The mode of the unconstrained log density (Jacobian included), by L-BFGS from ``x0``;
+    ``x0`` where the search fails. Some hundred gradient evaluations, under a second."""
+
+    def neg(x: np.ndarray) -> tuple[float, np.ndarray]:
+        value, grad = logp_dlogp(x)
+        if not (np.isfinite(value) and np.isfinite(grad).all()):
+            return np.inf, np.zeros_like(x)
+        return -float(value), -np.asarray(grad, dtype="float64")
+
+    res = scipy.optimize.minimize(neg, x0, jac=True, method="L-BFGS-B",
+                                  options={"maxiter": 1000})
+    return res.x if np.isfinite(res.fun) and np.isfinite(res.x).all() else x0
 
 
 def _values(fn: Any) -> list[np.ndarray]:
@@ -69,7 +89,9 @@ def _compiled_functions(model: pm.Model, var_names: list[str]) -> tuple[Any, ...
 
 def sample_nutpie_cached(model: pm.Model, var_names: Sequence[str], *, draws: int, tune: int,
                          chains: int, seed: int, target_accept: float,
-                         low_rank: bool, progressbar: bool) -> xr.DataTree:
+                         low_rank: bool, progressbar: bool,
+                         init: Literal["mode", "jittered_support_point"] = "mode"
+                         ) -> xr.DataTree:
     """Sample ``model`` with nutpie on PyTensor's compiled (and cached) log density.
 
     Parameters
@@ -85,6 +107,10 @@ def sample_nutpie_cached(model: pm.Model, var_names: Sequence[str], *, draws: in
         Use nutpie's low-rank modified mass matrix (else diagonal).
     progressbar
         Show nutpie's progress bar.
+    init
+        Where chains start: ``"mode"`` (default), the mode of the unconstrained log density
+        jittered by U(-0.3, 0.3); ``"jittered_support_point"``, PyMC's and nutpie's own start
+        (the prior's support point jittered by U(-1, 1)).
 
     Returns
     -------
@@ -100,9 +126,17 @@ def sample_nutpie_cached(model: pm.Model, var_names: Sequence[str], *, draws: in
     )
     from nutpie.compiled_pyfunc import from_pyfunc
 
+    # Chains start near the mode, not at PyMC's support point jittered by U(-1, 1): on the UK
+    # trafficking pilot (MSE) such starts lie at log densities down to -2e7 (the mode: -107);
+    # 3 of 56 chains (seeds 5, 8, 20131 of 14) spent their tuning on the transient, adapted a
+    # step size near zero and stayed at maximum tree depth (R-hat 1.59). From the mode with
+    # U(-0.3, 0.3) jitter: 25 of 25 seeds converged, every chain at tree depth 5. The support
+    # point itself is no start: symmetric parameters have an exactly zero gradient there, which
+    # nutpie rejects. The price: chains start less dispersed than PyMC's, so R-hat is less able
+    # to reveal a second mode (the market models have none that we know of).
     initial_point = _wrap_with_lock(make_initial_point_fn(
-        model=model, jitter_rvs=set(model.free_RVs), default_strategy="support_point",
-        return_transformed=True))
+        model=model, jitter_rvs=set(model.free_RVs) if init == "jittered_support_point" else set(),
+        default_strategy="support_point", return_transformed=True))
     n_dim, logp_dlogp, expand, shape_info, reparameterized = _compiled_functions(
         model, list(var_names))
     n_free = len(model.free_RVs)
@@ -131,10 +165,20 @@ def sample_nutpie_cached(model: pm.Model, var_names: Sequence[str], *, draws: in
                     for name, v, shape in zip(names, out, shapes, strict=True)}
         return values
 
+    if init == "mode":
+        mode = _mode(lambda x: logp_jit(x, *logp_shared),
+                     np.asarray(initial_point_fn(0), dtype="float64"))
+
+        def make_initial_point(seed: Any) -> np.ndarray:
+            rng = np.random.default_rng(seed)
+            return mode + rng.uniform(-INIT_JITTER, INIT_JITTER, size=mode.shape)
+    else:  # PyMC's and nutpie's own start: the support point jittered by U(-1, 1)
+        make_initial_point = initial_point_fn
+
     dims, coords = _prepare_dims_and_coords(model, shape_info, reparameterized)
     compiled = from_pyfunc(
         ndim=n_dim, make_logp_fn=make_logp_fn, make_expand_fn=make_expand_fn,
-        make_initial_point_fn=initial_point_fn,
+        make_initial_point_fn=make_initial_point,
         expanded_dtypes=[np.dtype("float64")] * len(names), expanded_shapes=shapes,
         expanded_names=names, dims=dims, coords=coords)
     start = time.time()

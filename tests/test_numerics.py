@@ -37,10 +37,17 @@ _GRADIENTS = textwrap.dedent("""
 """)
 
 
-def test_importing_iff_turns_numba_fastmath_off() -> None:
-    if "numba__fastmath" in os.environ.get("PYTENSOR_FLAGS", ""):
-        pytest.skip("PYTENSOR_FLAGS sets numba__fastmath explicitly")
+def test_importing_iff_turns_numba_fastmath_off_here_and_for_worker_processes() -> None:
+    if "numba__fastmath=True" in os.environ.get("PYTENSOR_FLAGS", ""):
+        pytest.skip("PYTENSOR_FLAGS turns numba__fastmath on explicitly")
     assert pytensor.config.numba__fastmath is False
+    # processes started from this one (PyMC's chain workers) read it from the environment
+    assert "numba__fastmath=False" in os.environ["PYTENSOR_FLAGS"]
+    env = {**os.environ}
+    code = "import pytensor; print(pytensor.config.numba__fastmath)"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True, timeout=120).stdout.strip()
+    assert out == "False"
 
 
 def _digest(compiledir: Path) -> str:

@@ -8,7 +8,7 @@ import pymc as pm
 
 from iff import load_config
 from iff.engine import build_model, prepare, sample
-from iff.nutpie_cached import sample_nutpie_cached
+from iff.nutpie_cached import _compiled_functions, _mode, sample_nutpie_cached
 
 SETTINGS = dict(draws=500, tune=500, chains=2, seed=11, target_accept=0.9,
                 low_rank=True, progressbar=False)
@@ -81,7 +81,23 @@ def test_same_draws_as_nutpie_compiling_its_own_function():
                         draws=200, tune=200, chains=2, seed=11, save_warmup=False,
                         progress_bar=False, adaptation="low_rank", target_accept=0.9)
     cached = sample_nutpie_cached(model, ["mu", "scale"], **{**SETTINGS, "draws": 200,
-                                                             "tune": 200})
+                                                             "tune": 200},
+                                  init="jittered_support_point")  # nutpie's own start
     for name in ("mu", "scale"):
         np.testing.assert_allclose(cached["posterior"][name].values,
                                    own["posterior"][name].values, rtol=1e-9)
+
+
+def test_chains_start_near_the_mode_of_the_unconstrained_density():
+    """The default start: the exact mode of the log density plus U(-0.3, 0.3) jitter."""
+    y = np.random.default_rng(4).normal([[3.0], [-1.0]], 1.0, size=(2, 40))
+    model = _conjugate_model(y)
+    _, logp_dlogp, *_ = _compiled_functions(model, ["mu", "scale"])
+    shared = [np.asarray(v.get_value()) for v in logp_dlogp.get_shared()]
+    mode = _mode(lambda x: logp_dlogp.vm.jit_fn(x, *shared), np.zeros(3))
+    # mu: posterior mean of a normal with known sd; log(scale): the LogNormal(0.5, 0.3) density
+    # of log(scale) with the Jacobian is Normal(0.5, 0.3), mode 0.5
+    precision = 1 / 100 + y.shape[1]
+    np.testing.assert_allclose(mode, [*(y.sum(axis=1) / precision), 0.5], atol=1e-5)
+    # and a start that fails (non-finite log density everywhere) falls back to the start given
+    assert np.array_equal(_mode(lambda x: (np.nan, np.zeros(3)), np.ones(3)), np.ones(3))
