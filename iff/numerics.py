@@ -5,9 +5,11 @@ PyTensor compiles the log density with numba and, by default, numba's ``fastmath
 empty cache (everything compiled and inlined together) and the same function loaded piece by
 piece from the cache round differently in the last bit: on the demo the gradients differed by
 2e-14 after 20 calls, and 500 NUTS warm-up iterations turned that into a different posterior
-sample (R-hat 1.0055 cold, 1.012 warm, same seed). Without ``fastmath`` both are bit-identical,
-so the same config and seed give the same ``summary.csv`` whether the cache is cold or warm; the
-demo's warm run time did not change measurably (benchmarks/RESULTS.md).
+sample (R-hat 1.0057 cold, 1.012 warm, same seed). Without ``fastmath`` both are bit-identical,
+so the same config and seed give the same ``summary.csv`` whether the cache is cold or warm
+(tests/test_numerics.py). It cost no speed: one log-density-and-gradient call took 14.4 us
+without it against 21.2 us with it on the demo, 5.5 against 9.9 us on the UK trafficking pilot
+(5,000 calls at a fixed point, warm cache).
 """
 
 from __future__ import annotations
