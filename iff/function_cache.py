@@ -1,10 +1,10 @@
 """Compiled PyTensor functions kept on disk between processes, keyed by the model's graph.
 
 PyTensor caches the numba code it compiles, but not the graph rewrites that come before it: on
-the demo, building nutpie's log-density and expand functions spent about 4 s of every warm run
-rewriting the same graphs again. Here the compiled ``Function`` objects are pickled (their
-rewritten graphs included; unpickling skips the rewrites and loads the numba code from
-PyTensor's cache) under ``<pytensor compiledir>/iff_functions``.
+the demo, building nutpie's log-density and expand functions spent 7.0 s of every warm run
+(machine under load) rewriting the same graphs again. Here the compiled ``Function`` objects
+are pickled (their rewritten graphs included; unpickling skips the rewrites and loads the
+numba code from PyTensor's cache) under ``<pytensor compiledir>/iff_functions``.
 
 The key is a SHA-256 of everything the functions are derived from: the model's graph (every
 operation with its parameters, constants and data values, variable types and names), its
