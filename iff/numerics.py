@@ -15,19 +15,23 @@ without it against 21.2 us with it on the demo, 5.5 against 9.9 us on the UK tra
 from __future__ import annotations
 
 import os
-
-import pytensor
+import sys
 
 
 def apply_reproducible_numerics() -> None:
     """Turn numba's ``fastmath`` off for PyTensor, unless ``PYTENSOR_FLAGS`` sets it.
 
-    Call before any PyTensor function is compiled (``import iff`` does). The setting also goes
-    into ``PYTENSOR_FLAGS`` so that processes started from this one (PyMC's chain workers, Dask
-    workers) compile the same code: without it PyMC's workers ran with ``fastmath`` on and
-    compiled their own copy of the log density.
+    Call before any PyTensor function is compiled (``import iff`` does). The setting goes into
+    ``PYTENSOR_FLAGS``, which PyTensor reads when it is imported, so that processes started
+    from this one (PyMC's chain workers, Dask workers) compile the same code: without it PyMC's
+    workers ran with ``fastmath`` on and compiled their own copy of the log density. PyTensor
+    is not imported here (``import iff`` stays cheap); if it was imported already, its
+    configuration is set directly.
     """
     flags = os.environ.get("PYTENSOR_FLAGS", "")
-    if "numba__fastmath" not in flags:
+    if "numba__fastmath" in flags:
+        return
+    os.environ["PYTENSOR_FLAGS"] = ",".join(f for f in (flags, "numba__fastmath=False") if f)
+    pytensor = sys.modules.get("pytensor")
+    if pytensor is not None and hasattr(pytensor, "config"):
         pytensor.config.numba__fastmath = False
-        os.environ["PYTENSOR_FLAGS"] = ",".join(f for f in (flags, "numba__fastmath=False") if f)
