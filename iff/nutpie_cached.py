@@ -83,9 +83,13 @@ def _compiled_functions(model: pm.Model, var_names: list[str]) -> tuple[Any, ...
         # Dims and data frozen into constants: with static shapes PyTensor's rewrites drop the
         # shape bookkeeping (demo: 158 -> 116 nodes), and numba's first compile, most of a run
         # with an empty cache, halves (demo: 46.7 s -> 24.7 s, /tmp/s7/coldparts.py).
+        frozen = freeze_dims_and_data(model)
+        # keep the model's order of free variables (freezing reorders them): the layout of the
+        # flat parameter vector, and so what a seed draws, stays that of the model itself
+        frozen.free_RVs = [frozen[rv.name] for rv in model.free_RVs]
         n_dim, _, logp_dlogp, expand, _, shape_info, reparameterized = _make_functions(
-            freeze_dims_and_data(model), mode="NUMBA", compute_grad=True,
-            join_expanded=False, pymc_initial_point_fn=None, var_names=var_names)
+            frozen, mode="NUMBA", compute_grad=True, join_expanded=False,
+            pymc_initial_point_fn=None, var_names=var_names)
         return n_dim, logp_dlogp, expand, shape_info, reparameterized
 
     # The key hashes the model before freezing: its shared values (data, dim lengths) are in it.
