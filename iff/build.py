@@ -98,16 +98,7 @@ class BuildContext:
         """
         name = name or f"{market.name}_{spec.name}"
         shape = self.shape(spec.dims)
-        if priors is None:
-            priors = as_prior(spec.default_prior)
-        if not isinstance(priors, np.ndarray):
-            grid = np.empty(shape, dtype=object)
-            grid.fill(priors)
-            priors = grid
-        self.units[name] = spec.unit
-        flat = [as_prior(p) for p in priors.ravel()]
-        resolved = [resolve(p, spec.support) for p in flat]
-        self.priors_used[name] = "; ".join(sorted({describe(p, spec.support) for p in flat}))
+        resolved = self.resolve_priors(name, spec, priors)
         groups: dict[str, list[int]] = defaultdict(list)
         for i, (family, _) in enumerate(resolved):
             groups[family].append(i)
@@ -139,6 +130,24 @@ class BuildContext:
         if set(groups) == {"Fixed"}:
             return pt.as_tensor_variable(out.reshape(shape))
         return pm.Deterministic(name, out.reshape(shape), dims=spec.dims)
+
+    def resolve_priors(self, name: str, spec: ParameterSpec,
+                       priors: np.ndarray | PriorSpecT | None) -> list[tuple[str, dict]]:
+        """Each element's prior as ``(family, parameters)``, in C order of ``spec.dims``.
+
+        ``priors`` is as in :meth:`parameter`. Records the variable's unit and a description of
+        its priors under ``name`` (for the results' provenance).
+        """
+        if priors is None:
+            priors = as_prior(spec.default_prior)
+        if not isinstance(priors, np.ndarray):
+            grid = np.empty(self.shape(spec.dims), dtype=object)
+            grid.fill(priors)
+            priors = grid
+        self.units[name] = spec.unit
+        flat = [as_prior(p) for p in priors.ravel()]
+        self.priors_used[name] = "; ".join(sorted({describe(p, spec.support) for p in flat}))
+        return [resolve(p, spec.support) for p in flat]
 
     def measure(
         self,

@@ -65,6 +65,8 @@ def _variable_key(var: Variable) -> bytes:
     if isinstance(var, Constant):
         data = np.asarray(var.data)
         parts += [str(data.dtype), str(data.shape)]
+        if data.dtype == object:  # e.g. NoneConst: tobytes() would give memory addresses
+            return "|".join(parts).encode() + repr(var.data).encode()
         return "|".join(parts).encode() + data.tobytes()
     if isinstance(var, SharedVariable):
         value = var.get_value(borrow=True)

@@ -50,7 +50,7 @@ from iff.market import (
     Typology,
 )
 from iff.models.structure import YEAR_CORRELATION, ar1_loading
-from iff.priors import Support, as_prior, describe, resolve
+from iff.priors import Support
 
 NAME = "smuggling_of_migrants"
 GROUPS = ("resident", "nonresident")
@@ -160,15 +160,12 @@ class SmugglingMarket(Market):
         priors = self.settings.priors.attempts  # type: ignore[attr-defined]
         name = f"{NAME}_{spec.name}"
         shape = ctx.shape(spec.dims)
-        grid = priors if isinstance(priors, np.ndarray) else np.full(
-            shape, as_prior(spec.default_prior) if priors is None else priors, dtype=object)
-        flat = [as_prior(p) for p in grid.ravel()]
-        resolved = [resolve(p, spec.support) for p in flat]
         pool, smooth = self.structure(spec)
-        if pool or any(family != "LogNormal" for family, _ in resolved):
+        if pool:
             return ctx.parameter(self, spec, priors)
-        ctx.units[name] = spec.unit
-        ctx.priors_used[name] = "; ".join(sorted({describe(p, spec.support) for p in flat}))
+        resolved = ctx.resolve_priors(name, spec, priors)
+        if any(family != "LogNormal" for family, _ in resolved):
+            return ctx.parameter(self, spec, priors)
         if smooth:
             ctx.structure[name] = {"pool": False, "smooth": True}
         mu = np.array([r[1]["mu"] for r in resolved]).reshape(shape)

@@ -3,6 +3,8 @@ everything the functions depend on, a hit skips the build, a bad entry is rebuil
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +40,25 @@ def test_key_is_stable_and_changes_with_data_priors_and_builder():
     assert model_digest(_model(y, prior_sd=10.5), "builder") != key
     assert model_digest(_model(y, observed_sd=2.0), "builder") != key
     assert model_digest(_model(y), "other builder") != key
+
+
+_DIGEST_IN_A_NEW_PROCESS = """
+import numpy as np, pymc as pm
+from iff.function_cache import model_digest
+with pm.Model() as model:
+    mu = pm.Normal("mu", 0.0, 10.0, shape=2)
+    scale = pm.HalfNormal("scale", 1.0)  # scalar: its size input is the object constant None
+    pm.Normal("y", mu[:, None], scale, observed=np.arange(10.0).reshape(2, 5))
+print(model_digest(model, "builder"))
+"""
+
+
+def test_key_is_the_same_in_another_process():
+    """Object constants (``None`` sizes) entered the key as memory addresses, so every new
+    process missed the cache for models with a scalar variable (the UK trafficking pilot)."""
+    keys = {subprocess.run([sys.executable, "-c", _DIGEST_IN_A_NEW_PROCESS], check=True,
+                           capture_output=True, text=True).stdout.strip() for _ in range(2)}
+    assert len(keys) == 1 and len(keys.pop()) == 64
 
 
 def test_hit_skips_the_build_and_a_broken_entry_is_rebuilt(cache_in: Path):
