@@ -60,22 +60,25 @@ def _op_key(op: Any) -> bytes:
         return f"{type(op).__module__}.{type(op).__qualname__}:{op!r}".encode()
 
 
+def _data_key(value: Any) -> bytes:
+    """dtype, shape and contents of an array-like value."""
+    data = np.asarray(value)
+    head = f"|{data.dtype}|{data.shape}".encode()
+    if data.dtype == object:  # e.g. NoneConst: tobytes() would give memory addresses
+        return head + repr(value).encode()
+    return head + data.tobytes()
+
+
 def _variable_key(var: Variable) -> bytes:
-    parts = [type(var).__name__, str(var.type), str(var.name)]
+    head = "|".join([type(var).__name__, str(var.type), str(var.name)]).encode()
     if isinstance(var, Constant):
-        data = np.asarray(var.data)
-        parts += [str(data.dtype), str(data.shape)]
-        if data.dtype == object:  # e.g. NoneConst: tobytes() would give memory addresses
-            return "|".join(parts).encode() + repr(var.data).encode()
-        return "|".join(parts).encode() + data.tobytes()
+        return head + _data_key(var.data)
     if isinstance(var, SharedVariable):
         value = var.get_value(borrow=True)
         if isinstance(value, np.ndarray | np.generic | int | float):
-            data = np.asarray(value)
-            parts += [str(data.dtype), str(data.shape)]
-            return "|".join(parts).encode() + data.tobytes()
-        parts.append(type(value).__name__)  # random generators: their state does not enter
-    return "|".join(parts).encode()
+            return head + _data_key(value)
+        return head + b"|" + type(value).__name__.encode()  # generators: state does not enter
+    return head
 
 
 def graph_digest(outputs: Iterable[Variable], extra: Iterable[bytes] = ()) -> str:

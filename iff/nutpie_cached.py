@@ -82,7 +82,7 @@ def _compiled_functions(model: pm.Model, var_names: list[str]) -> tuple[Any, ...
     def build() -> tuple[Any, ...]:
         # Dims and data frozen into constants: with static shapes PyTensor's rewrites drop the
         # shape bookkeeping (demo: 158 -> 116 nodes), and numba's first compile, most of a run
-        # with an empty cache, halves (demo: 46.7 s -> 24.7 s, /tmp/s7/coldparts.py).
+        # with an empty cache, halves (demo: first call 46.7 s -> 24.7 s, measured at stop 14).
         frozen = freeze_dims_and_data(model)
         # keep the model's order of free variables (freezing reorders them): the layout of the
         # flat parameter vector, and so what a seed draws, stays that of the model itself

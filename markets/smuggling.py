@@ -171,14 +171,15 @@ class SmugglingMarket(Market):
         mu = np.array([r[1]["mu"] for r in resolved]).reshape(shape)
         sigma = np.array([r[1]["sigma"] for r in resolved]).reshape(shape)
         years = [int(y) for y in ctx.coord("year")]
+        correlated = smooth and len(years) > 1  # as in iff.models.structure.standard_field
         loading = np.eye(len(years))
-        if smooth:  # x = L e along years (iff.models.structure), in the coord's order
+        if correlated:  # x = L e along years (iff.models.structure), in the coord's order
             order = np.argsort(years)
             loading[np.ix_(order, order)] = ar1_loading(sorted(years), YEAR_CORRELATION)
         ax = spec.dims.index("year")
 
         def along_years(t: pt.TensorVariable, matrix: np.ndarray) -> pt.TensorVariable:
-            if np.array_equal(matrix, np.eye(len(years))):
+            if not correlated:
                 return t
             return pt.moveaxis(pt.tensordot(matrix, t, axes=[[1], [ax]]), 0, ax)
 

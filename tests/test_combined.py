@@ -56,8 +56,8 @@ def combined(tmp_path_factory):
     conf = {"name": "combined", "countries": ["MEX"], "years": YEARS,
             "observations": {"file": "obs.csv"}, "markets": MARKETS,
             # 4 chains, as every shipped config: with 2, PyMC's NUTS left R-hat 1.012 on the
-            # smuggling attempts (the attempts x apprehension-probability ridge) for this seed,
-            # and nutpie 1.018 with a bulk ESS of 105
+            # smuggling attempts for this seed (nutpie 1.018, bulk ESS 105), measured before
+            # markets/smuggling.py sampled them through the apprehensions they imply
             "sampler": {"draws": 1000, "tune": 1000, "chains": 4, "cores": 2, "seed": 17,
                         "progressbar": False},
             "output": {"dir": str(tmp / "results")}}
