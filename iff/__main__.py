@@ -1,5 +1,5 @@
 """``python -m iff`` runs the command line (same as the ``iff`` script)."""
 
-from iff.cli import main
+from iff.console import main
 
 main()

@@ -9,7 +9,6 @@ failed the convergence checks (results are written and marked; ``--allow-unconve
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -550,26 +549,12 @@ def schema() -> None:
     sys.stdout.write(json.dumps(json_schema(), indent=2) + "\n")
 
 
-def _pin_hash_seed() -> None:
-    """Re-execute once with ``PYTHONHASHSEED=0`` unless the user set it.
-
-    PyTensor's graph rewrites iterate over hashed sets, so with Python's randomised hashing the
-    same model can compile to code that rounds differently from one process to the next, and
-    the same seed then gives different draws (measured with nutpie, and for a cold compile
-    cache). A fixed hash seed makes compiled models, and so results, repeat across processes.
-    """
-    if os.environ.get("PYTHONHASHSEED") is None:
-        os.environ["PYTHONHASHSEED"] = "0"
-        os.execv(sys.executable, [sys.executable, "-m", "iff", *sys.argv[1:]])
-
-
 def main() -> None:
     """Entry point: run the app, mapping iff errors to exit codes without tracebacks."""
     import warnings
 
     from iff.errors import ConvergenceWarning
 
-    _pin_hash_seed()
     warnings.filterwarnings("ignore", category=ConvergenceWarning)  # reported with exit 3
     try:
         code = app(standalone_mode=False, prog_name="iff")  # returns the exit code of typer.Exit

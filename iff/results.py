@@ -26,7 +26,10 @@ import os
 import platform
 import re
 import shutil
+import sys
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -136,7 +139,8 @@ def save_tree(tree: xr.DataTree, path: Path) -> None:
         else:
             # netCDF4 (the C library) rather than h5netcdf: the demo's posterior took 1.7 s to
             # write with h5netcdf (its per-variable dimension bookkeeping) and 0.24 s with it
-            tree.to_netcdf(tmp, engine=NETCDF_ENGINE)
+            with _no_distributed_import():
+                tree.to_netcdf(tmp, engine=NETCDF_ENGINE)
         if path.is_dir():  # an existing zarr store is a folder: swap it whole
             _swap(tmp, path)
         else:
@@ -144,6 +148,29 @@ def save_tree(tree: xr.DataTree, path: Path) -> None:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
+
+
+@contextmanager
+def _no_distributed_import() -> Iterator[None]:
+    """Let xarray's writer find no ``distributed`` package unless one is already imported.
+
+    xarray's ``to_netcdf`` asks dask which scheduler is active, and to check for a
+    ``distributed.Client`` both import ``distributed`` (0.5-0.7 s, most of writing the demo's
+    results). When the package is not imported, no client can exist, so the answer is the same
+    without it: the threaded scheduler. A sweep, which imports it, is left as it is.
+    """
+    blocked = [name for name in ("distributed", "dask.distributed") if name not in sys.modules]
+    if len(blocked) < 2:
+        yield
+        return
+    for name in blocked:
+        sys.modules[name] = None  # type: ignore[assignment]  # import raises ImportError
+    try:
+        yield
+    finally:
+        for name in blocked:
+            if sys.modules.get(name, 0) is None:
+                del sys.modules[name]
 
 
 def _swap(new: Path, dest: Path) -> None:
