@@ -27,7 +27,7 @@ import pickle
 import platform
 import sys
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -42,8 +42,9 @@ from pytensor.tensor.sharedvar import SharedVariable
 _log = logging.getLogger(__name__)
 
 
-#: entries kept (newest by modification time); one entry is about 1.5 MB on the demo
-MAX_ENTRIES = 64
+#: entries kept (newest by modification time). A NUTS run makes three: nutpie's functions
+#: (about 1.4 MB on the demo), the prior draws' and the deterministics' (0.1-0.3 MB).
+MAX_ENTRIES = 192
 
 _LIBRARIES = ("pymc", "pytensor", "numba", "numpy", "nutpie")
 
@@ -124,6 +125,15 @@ def model_digest(model: pm.Model, builder_source: str) -> str:
              builder_source.encode(),
              repr(_settings()).encode()]
     return graph_digest(outputs, extra)
+
+
+def outputs_digest(outputs: Sequence[Variable], builder_source: str) -> str:
+    """Key for a function of ``outputs`` built by code whose source is ``builder_source``.
+
+    Unlike :func:`model_digest`, only what the outputs read enters (their graph, constants and
+    data): observations they do not read, for instance, do not change the key.
+    """
+    return graph_digest(outputs, [builder_source.encode(), repr(_settings()).encode()])
 
 
 def _settings() -> dict[str, str]:
