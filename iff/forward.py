@@ -29,6 +29,7 @@ from pytensor.compile.mode import Mode
 from pytensor.compile.ops import ViewOp
 from pytensor.graph.replace import _vectorize_node, vectorize_graph
 from pytensor.graph.traversal import ancestors
+from pytensor.tensor.blockwise import Blockwise
 from pytensor.tensor.random.basic import DirichletRV
 from pytensor.tensor.random.op import RandomVariable
 
@@ -150,15 +151,29 @@ def _prior_function(model: pm.Model, var_names: list[str], n: int) -> tuple[Any,
     key = outputs_digest([*(model[name] for name in var_names), *model.free_RVs],
                          inspect.getsource(_prior_function) + inspect.getsource(_batched)
                          + f"n={n} mode={_mode_name(n)} names={var_names}")
-    return load_or_build(key, build)
+    fn, rngs = load_or_build(key, build)
+    return _restore_loops(fn, n), rngs
 
 
 def _picklable(fn: Any) -> Any:
     """``fn`` without the loop closures PyTensor's ``Blockwise`` ops (e.g. a batched matmul)
-    keep on their nodes, which do not pickle; ``Blockwise.perform`` makes them again when
-    missing."""
+    keep on their nodes, which do not pickle (see :func:`_restore_loops`)."""
     for node in fn.maker.fgraph.apply_nodes:
         node.tag.__dict__.pop("gufunc", None)
+    return fn
+
+
+def _restore_loops(fn: Any, n: int) -> Any:
+    """Make again the loop closures :func:`_picklable` dropped, as ``fn``'s linker made them.
+
+    Left missing, ``Blockwise.perform`` would make them with compiled C even under the Python
+    linker: 2 s of gcc in a run with an empty compile cache. A function loaded from the cache
+    has them already (its linker made them when it was unpickled).
+    """
+    impl = None if isinstance(_mode_for(n), str) else "py"
+    for node in fn.maker.fgraph.apply_nodes:
+        if isinstance(node.op, Blockwise) and "gufunc" not in node.tag.__dict__:
+            node.op.prepare_node(node, None, None, impl=impl)
     return fn
 
 
@@ -236,7 +251,64 @@ def _deterministics_function(model: pm.Model, n: int, shapes: Sequence[tuple[int
     key = outputs_digest([*(model[name] for name in names), *model.free_RVs, *observed],
                          inspect.getsource(_deterministics_function)
                          + f"n={n} mode={_mode_name(n)} shapes={shapes}")
-    return load_or_build(key, build)
+    return _restore_loops(load_or_build(key, build), n)
+
+
+def free_values_from_flat(model: pm.Model, var_names: Sequence[str],
+                          layout: Sequence[tuple[str, slice, tuple[int, ...]]],
+                          flat: np.ndarray) -> dict[str, np.ndarray]:
+    """Free variables of ``model`` (constrained space) at each of ``n`` unconstrained points.
+
+    Parameters
+    ----------
+    model
+        The model sampled.
+    var_names
+        Free random variables to return.
+    layout
+        ``(value variable name, slice, shape)`` of each free variable in a point, in the order
+        of ``model.free_RVs`` (as nutpie lays out its flat parameter vector).
+    flat
+        ``(n, n_dim)`` points in the unconstrained space (e.g. ``log`` or log-odds values).
+
+    Returns
+    -------
+    dict
+        ``name -> (n, *shape)`` array, in the variable's own units.
+    """
+    n, n_dim = flat.shape
+    fn = _free_values_function(model, list(var_names), list(layout), n, n_dim)
+    return dict(zip(var_names, fn(np.asarray(flat, dtype="float64")), strict=True))
+
+
+def _free_values_function(model: pm.Model, var_names: list[str],
+                          layout: list[tuple[str, slice, tuple[int, ...]]], n: int, n_dim: int
+                          ) -> Any:
+    """The function of :func:`free_values_from_flat`, from :mod:`iff.function_cache` when the
+    same graph was seen before. One call for all points, interpreted: nutpie's own expand
+    function, compiled with numba, took 2.7 s to compile in a run with an empty cache."""
+    mode = _mode_for(n)
+    bounds = [(name, int(part.start), int(part.stop), tuple(int(d) for d in shape))
+              for name, part, shape in layout]
+    single = model.replace_rvs_by_values([model[name] for name in var_names])
+
+    def build() -> Any:
+        flat = pt.tensor("flat", dtype="float64", shape=(n, n_dim))
+        replace = {}
+        for rv, (name, start, stop, shape) in zip(model.free_RVs, bounds, strict=True):
+            value = model.rvs_to_values[rv]
+            if value.name != name:
+                raise ValueError(f"layout names {name}, the model's value variable is "
+                                 f"{value.name}")
+            replace[value] = flat[:, start:stop].reshape((n, *shape)).astype(value.dtype)
+        outputs = vectorize_graph(single, replace=replace)
+        return _picklable(pm.pytensorf.compile([flat], outputs, random_seed=False, mode=mode,
+                                               on_unused_input="ignore"))
+
+    key = outputs_digest([*single, *(model.rvs_to_values[rv] for rv in model.free_RVs)],
+                         inspect.getsource(_free_values_function)
+                         + f"n={n} n_dim={n_dim} mode={_mode_name(n)} layout={bounds}")
+    return _restore_loops(load_or_build(key, build), n)
 
 
 def _to_dataset(model: pm.Model, values: dict[str, np.ndarray], chains: int, draws: int

@@ -35,6 +35,7 @@ import xarray as xr
 from pymc.backends.arviz import patch_nutpie_idata
 from pymc.initial_point import make_initial_point_fn
 
+from iff.forward import free_values_from_flat
 from iff.function_cache import load_or_build, model_digest
 
 
@@ -76,11 +77,11 @@ def _compiled_functions(model: pm.Model, var_names: list[str]) -> tuple[Any, ...
     """nutpie's log-density-and-gradient and expand functions for ``model``, compiled with
     PyTensor's numba backend, from :mod:`iff.function_cache` when the model was seen before.
 
-    Returns ``(n_dim, logp_dlogp, expand, shape_info, reparameterized_names, support_point)``:
-    the first five as ``nutpie.compile_pymc._make_functions`` makes them, and the model's
-    support point as a flat unconstrained vector, where :func:`_mode` starts (a jittered
-    initial-point function is made by the caller: it holds random generators and a closure,
-    which do not pickle).
+    Returns ``(n_dim, logp_dlogp, shape_info, reparameterized_names, support_point)``: the
+    first four as ``nutpie.compile_pymc._make_functions`` makes them, and the model's support
+    point as a flat unconstrained vector, where :func:`_mode` starts (a jittered initial-point
+    function is made by the caller: it holds random generators and a closure, which do not
+    pickle).
     """
     from nutpie.compile_pymc import _make_functions, _rv_dict_to_flat_array_wrapper
     from pymc.model.transform.optimization import freeze_dims_and_data
@@ -93,7 +94,7 @@ def _compiled_functions(model: pm.Model, var_names: list[str]) -> tuple[Any, ...
         # keep the model's order of free variables (freezing reorders them): the layout of the
         # flat parameter vector, and so what a seed draws, stays that of the model itself
         frozen.free_RVs = [frozen[rv.name] for rv in model.free_RVs]
-        n_dim, _, logp_dlogp, expand, _, shape_info, reparameterized = _make_functions(
+        n_dim, _, logp_dlogp, _expand, _, shape_info, reparameterized = _make_functions(
             frozen, mode="NUMBA", compute_grad=True, join_expanded=False,
             pymc_initial_point_fn=None, var_names=var_names)
         # Cached with the functions: making PyMC's initial-point function compiles a graph of
@@ -103,7 +104,9 @@ def _compiled_functions(model: pm.Model, var_names: list[str]) -> tuple[Any, ...
             make_initial_point_fn(model=model, jitter_rvs=set(), default_strategy="support_point",
                                   return_transformed=True),
             names=shape_info[0][:n_free], shapes=shape_info[2][:n_free])(0)
-        return (n_dim, logp_dlogp, expand, shape_info, reparameterized,
+        # nutpie's expand function is not kept: the variables are computed from the stored
+        # flat draws after sampling (iff.forward.free_values_from_flat), without its compile
+        return (n_dim, logp_dlogp, shape_info, reparameterized,
                 np.asarray(support_point, dtype="float64"))
 
     # The key hashes the model before freezing (its shared values, data and dim lengths, are in
@@ -161,14 +164,13 @@ def sample_nutpie_cached(model: pm.Model, var_names: Sequence[str], *, draws: in
     # point itself is no start: symmetric parameters have an exactly zero gradient there, which
     # nutpie rejects. The price: chains start less dispersed than PyMC's, so R-hat is less able
     # to reveal a second mode (the market models have none that we know of).
-    n_dim, logp_dlogp, expand, shape_info, reparameterized, support_point = _compiled_functions(
+    n_dim, logp_dlogp, shape_info, reparameterized, support_point = _compiled_functions(
         model, list(var_names))
-    names, _slices, shapes = shape_info
+    names, slices, shapes = shape_info
     # Call the numba functions PyTensor compiled directly, as nutpie's own backend does: they
     # are pure (new output arrays on every call, so chains need no lock) and skip PyTensor's
     # per-call bookkeeping. Shared variables (pm.Data) are passed as the arguments they are.
     logp_jit, logp_shared = logp_dlogp.vm.jit_fn, _values(logp_dlogp)
-    expand_jit, expand_shared = expand.vm.jit_fn, _values(expand)
 
     def make_logp_fn():
         def logp(x: np.ndarray) -> tuple[float, np.ndarray]:
@@ -216,27 +218,21 @@ def sample_nutpie_cached(model: pm.Model, var_names: Sequence[str], *, draws: in
                           target_accept=target_accept)
     patch_nutpie_idata(idata, model, sampling_time=time.time() - start)
     flat = idata["posterior"].to_dataset()
-    idata["posterior"] = _posterior_from_flat(
-        flat, lambda x: expand_jit(x, *expand_shared), names, shapes, list(var_names), dims,
-        coords)
+    n_free = len(model.free_RVs)
+    layout = list(zip(names[:n_free], slices[:n_free], shapes[:n_free], strict=True))
+    idata["posterior"] = _posterior_from_flat(model, flat, layout, list(var_names), dims, coords)
     return idata
 
 
-def _posterior_from_flat(flat: xr.Dataset, expand: Any, names: Sequence[str],
-                         shapes: Sequence[tuple[int, ...]], var_names: list[str],
+def _posterior_from_flat(model: pm.Model, flat: xr.Dataset,
+                         layout: list[tuple[str, slice, tuple[int, ...]]], var_names: list[str],
                          dims: dict[str, Sequence[str]], coords: dict[str, Any]) -> xr.Dataset:
     """The ``var_names`` (constrained space) of every stored draw, from the flat unconstrained
-    draws nutpie stored: ``expand`` (PyTensor's compiled expand function: flat vector -> the
-    values in ``names`` order) applied draw by draw, as nutpie would have during sampling."""
+    draws nutpie stored (``layout``: name, slice and shape of each free variable in them)."""
     x = flat[_FLAT].values
-    n_chain, n_draw = x.shape[:2]
-    position = {name: i for i, name in enumerate(names)}
-    values = {name: np.empty((n_chain, n_draw, *shapes[position[name]])) for name in var_names}
-    for c in range(n_chain):
-        for d in range(n_draw):
-            out = expand(x[c, d])
-            for name, arr in values.items():
-                arr[c, d] = np.reshape(out[position[name]], arr.shape[2:])
+    n_chain, n_draw, n_dim = x.shape
+    values = {name: v.reshape(n_chain, n_draw, *v.shape[1:]) for name, v in
+              free_values_from_flat(model, var_names, layout, x.reshape(-1, n_dim)).items()}
     data_vars = {}
     for name, arr in values.items():
         var_dims = tuple(dims.get(name) or (f"{name}_dim_{i}" for i in range(arr.ndim - 2)))
