@@ -24,12 +24,14 @@ version range in pyproject.toml (nutpie 0.16.x) pins what this module was writte
 from __future__ import annotations
 
 import inspect
+import math
 import time
 from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
 import pymc as pm
+import pytensor.tensor as pt
 import scipy.optimize
 import xarray as xr
 from pymc.backends.arviz import patch_nutpie_idata
@@ -73,17 +75,82 @@ def _values(fn: Any) -> list[np.ndarray]:
     return [np.asarray(v.get_value(borrow=True)) for v in fn.get_shared()]
 
 
-def _compiled_functions(model: pm.Model, var_names: list[str]) -> tuple[Any, ...]:
-    """nutpie's log-density-and-gradient and expand functions for ``model``, compiled with
-    PyTensor's numba backend, from :mod:`iff.function_cache` when the model was seen before.
+def _logp_dlogp(model: pm.Model) -> tuple[int, Any, tuple[list, list, list], list[str]]:
+    """The log density and its gradient on nutpie's flat unconstrained vector, compiled with
+    PyTensor's numba backend: the graph ``nutpie.compile_pymc._make_functions`` builds (same
+    rewrites, same layout), without the parts this module does not use.
 
-    Returns ``(n_dim, logp_dlogp, shape_info, reparameterized_names, support_point)``: the
-    first four as ``nutpie.compile_pymc._make_functions`` makes them, and the model's support
-    point as a flat unconstrained vector, where :func:`_mode` starts (a jittered initial-point
-    function is made by the caller: it holds random generators and a closure, which do not
-    pickle).
+    ``_make_functions`` also compiles an expand function and first evaluates the shape of
+    every variable with a compiled function of its own (1.4 s of a run with an empty compile
+    cache); here shapes are the static ones of ``model``, whose dims and data are frozen.
+
+    Returns
+    -------
+    n_dim, logp_dlogp, layout, reparameterized_names
+        ``layout`` is ``(value-variable names, slices, shapes)`` of the free variables in the
+        flat vector, in the order of ``model.free_RVs``.
     """
-    from nutpie.compile_pymc import _make_functions, _rv_dict_to_flat_array_wrapper
+    from pymc.pytensorf import compile as compile_pymc
+    from pytensor.graph import clone_replace, rewrite_graph
+
+    value_vars = [model.rvs_to_values[rv] for rv in model.free_RVs]
+    shapes = [tuple(int(d) for d in v.type.shape) for v in value_vars]  # static once frozen
+    rewrites = ["canonicalize", "stabilize"]
+    if not model.check_bounds:
+        rewrites.append("local_remove_check_parameter")
+    logp = rewrite_graph(model.logp(), include=rewrites)
+    grad = pt.concatenate([pt.as_tensor(g, allow_xtensor_conversion=True).ravel()
+                           for g in pt.grad(logp, value_vars)])
+    names, slices, count = [], [], 0
+    for value, shape in zip(value_vars, shapes, strict=True):
+        names.append(value.name)
+        slices.append(slice(count, count + math.prod(shape)))
+        count += math.prod(shape)
+    joined = pt.TensorType("float64", shape=(count,))(name="_unconstrained_point")
+    replacements = {value: joined[part].reshape(shape).astype(rv.dtype)
+                    for rv, value, part, shape in zip(model.free_RVs, value_vars, slices, shapes,
+                                                      strict=True)}
+    logp, grad = clone_replace([logp, grad], replacements)
+    with model:
+        fn = compile_pymc((joined,), (logp, grad), mode="NUMBA")
+    reparameterized = [model.rvs_to_values[rv].name for rv in model.free_RVs
+                       if model.rvs_to_transforms.get(rv) is not None]
+    return count, fn, (names, slices, shapes), reparameterized
+
+
+def _support_point(model: pm.Model) -> np.ndarray:
+    """The model's support point (PyMC's default start, no jitter) as nutpie's flat
+    unconstrained vector, in the order of ``model.free_RVs``.
+
+    The expression is PyMC's (``make_initial_point_fn``), evaluated by PyTensor's Python linker
+    instead of its C virtual machine, whose extension is compiled on first use (1.2 s of a run
+    with an empty compile cache; nothing else in a run needs it). It is cached with the log
+    density: 0.15-0.2 s of a warm demo run, for a vector that only the model determines.
+    """
+    from pymc.initial_point import make_initial_point_expression
+    from pymc.pytensorf import compile as compile_pymc
+    from pymc.pytensorf import replace_rng_nodes
+
+    from iff.forward import INTERPRETED_MODE
+
+    expression = make_initial_point_expression(
+        free_rvs=model.free_RVs, rvs_to_transforms=model.rvs_to_transforms,
+        initval_strategies=model.rvs_to_initial_values, jitter_rvs=set(),
+        default_strategy="support_point", return_transformed=True)
+    values = compile_pymc([], replace_rng_nodes(expression), mode=INTERPRETED_MODE)()
+    return np.concatenate([np.asarray(v, dtype="float64").ravel() for v in values])
+
+
+def _compiled_functions(model: pm.Model, var_names: list[str]) -> tuple[Any, ...]:
+    """nutpie's log-density-and-gradient function for ``model``, compiled with PyTensor's
+    numba backend, from :mod:`iff.function_cache` when the model was seen before.
+
+    Returns ``(n_dim, logp_dlogp, layout, reparameterized_names, support_point)``: the first
+    four from :func:`_logp_dlogp`, and the model's support point as a flat unconstrained
+    vector, where :func:`_mode` starts (a jittered initial-point function is made by the
+    caller: it holds random generators and a closure, which do not pickle). The variables
+    are computed after sampling from the flat draws (:func:`iff.forward.free_values_from_flat`).
+    """
     from pymc.model.transform.optimization import freeze_dims_and_data
 
     def build() -> tuple[Any, ...]:
@@ -94,25 +161,16 @@ def _compiled_functions(model: pm.Model, var_names: list[str]) -> tuple[Any, ...
         # keep the model's order of free variables (freezing reorders them): the layout of the
         # flat parameter vector, and so what a seed draws, stays that of the model itself
         frozen.free_RVs = [frozen[rv.name] for rv in model.free_RVs]
-        n_dim, _, logp_dlogp, _expand, _, shape_info, reparameterized = _make_functions(
-            frozen, mode="NUMBA", compute_grad=True, join_expanded=False,
-            pymc_initial_point_fn=None, var_names=var_names)
-        # Cached with the functions: making PyMC's initial-point function compiles a graph of
-        # its own, 0.15-0.2 s of a warm demo run, for a vector that only the model determines.
-        n_free = len(model.free_RVs)
-        support_point = _rv_dict_to_flat_array_wrapper(
-            make_initial_point_fn(model=model, jitter_rvs=set(), default_strategy="support_point",
-                                  return_transformed=True),
-            names=shape_info[0][:n_free], shapes=shape_info[2][:n_free])(0)
-        # nutpie's expand function is not kept: the variables are computed from the stored
-        # flat draws after sampling (iff.forward.free_values_from_flat), without its compile
-        return (n_dim, logp_dlogp, shape_info, reparameterized,
-                np.asarray(support_point, dtype="float64"))
+        n_dim, logp_dlogp, layout, reparameterized = _logp_dlogp(frozen)
+        return n_dim, logp_dlogp, layout, reparameterized, _support_point(model)
 
     # The key hashes the model before freezing (its shared values, data and dim lengths, are in
-    # it) and this function's own source: an entry built by other code is not reused. (One built
-    # before freezing kept the variable order had the same key and other draws.)
-    key = model_digest(model, inspect.getsource(_compiled_functions) + f"var_names={var_names}")
+    # it) and the source of the code that builds the entry: an entry built by other code is
+    # not reused. (One built before freezing kept the variable order had the same key and
+    # other draws.)
+    key = model_digest(model, inspect.getsource(_compiled_functions)
+                       + inspect.getsource(_logp_dlogp) + inspect.getsource(_support_point)
+                       + f"var_names={var_names}")
     return load_or_build(key, build)
 
 
@@ -164,9 +222,9 @@ def sample_nutpie_cached(model: pm.Model, var_names: Sequence[str], *, draws: in
     # point itself is no start: symmetric parameters have an exactly zero gradient there, which
     # nutpie rejects. The price: chains start less dispersed than PyMC's, so R-hat is less able
     # to reveal a second mode (the market models have none that we know of).
-    n_dim, logp_dlogp, shape_info, reparameterized, support_point = _compiled_functions(
+    n_dim, logp_dlogp, layout, reparameterized, support_point = _compiled_functions(
         model, list(var_names))
-    names, slices, shapes = shape_info
+    names, slices, shapes = layout
     # Call the numba functions PyTensor compiled directly, as nutpie's own backend does: they
     # are pure (new output arrays on every call, so chains need no lock) and skip PyTensor's
     # per-call bookkeeping. Shared variables (pm.Data) are passed as the arguments they are.
@@ -198,14 +256,13 @@ def sample_nutpie_cached(model: pm.Model, var_names: Sequence[str], *, draws: in
             rng = np.random.default_rng(seed)
             return mode + rng.uniform(-INIT_JITTER, INIT_JITTER, size=mode.shape)
     else:  # PyMC's and nutpie's own start: the support point jittered by U(-1, 1)
-        n_free = len(model.free_RVs)
         make_initial_point = _rv_dict_to_flat_array_wrapper(
             _wrap_with_lock(make_initial_point_fn(
                 model=model, jitter_rvs=set(model.free_RVs), default_strategy="support_point",
                 return_transformed=True)),
-            names=shape_info[0][:n_free], shapes=shape_info[2][:n_free])
+            names=names, shapes=shapes)
 
-    dims, coords = _prepare_dims_and_coords(model, shape_info, reparameterized)
+    dims, coords = _prepare_dims_and_coords(model, layout, reparameterized)
     compiled = from_pyfunc(
         ndim=n_dim, make_logp_fn=make_logp_fn, make_expand_fn=make_expand_fn,
         make_initial_point_fn=make_initial_point,
@@ -218,9 +275,8 @@ def sample_nutpie_cached(model: pm.Model, var_names: Sequence[str], *, draws: in
                           target_accept=target_accept)
     patch_nutpie_idata(idata, model, sampling_time=time.time() - start)
     flat = idata["posterior"].to_dataset()
-    n_free = len(model.free_RVs)
-    layout = list(zip(names[:n_free], slices[:n_free], shapes[:n_free], strict=True))
-    idata["posterior"] = _posterior_from_flat(model, flat, layout, list(var_names), dims, coords)
+    idata["posterior"] = _posterior_from_flat(
+        model, flat, list(zip(names, slices, shapes, strict=True)), list(var_names), dims, coords)
     return idata
 
 
