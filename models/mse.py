@@ -286,9 +286,9 @@ def estimate(table: ListTable, *, prob: float = 0.95, seed: int = 0, order: int 
         Show the sampler's progress bar.
     nuts_sampler
         ``"nutpie"`` (default): nutpie's NUTS with a low-rank mass matrix on PyTensor's cached
-        log density (:mod:`iff.nutpie_cached`), on the UK table 9.9x the minimum ESS per second
-        of PyMC's NUTS and 1.0x numpyro's (a tie; 15x and 1.4x on the previous day's machine),
-        all at target_accept 0.98 (benchmarks/RESULTS.md);
+        log density (:mod:`iff.nutpie_cached`), on the UK table 11.5x the minimum ESS per
+        second of PyMC's NUTS and 1.16x numpyro's (9.9x and 1.0x before nutpie stopped being
+        handed every variable of every draw), all at target_accept 0.98 (benchmarks/RESULTS.md);
         ``"pymc"``: PyMC's own NUTS.
     """
     if not 0 < prob < 1:
