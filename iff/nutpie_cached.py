@@ -94,7 +94,13 @@ def _logp_dlogp(model: pm.Model) -> tuple[int, Any, tuple[list, list, list], lis
     from pytensor.graph import clone_replace, rewrite_graph
 
     value_vars = [model.rvs_to_values[rv] for rv in model.free_RVs]
-    shapes = [tuple(int(d) for d in v.type.shape) for v in value_vars]  # static once frozen
+    if all(d is not None for v in value_vars for d in v.type.shape):  # static once frozen
+        shapes = [tuple(int(d) for d in v.type.shape) for v in value_vars]
+    else:  # a shape freezing could not resolve: evaluated, as nutpie does
+        from nutpie.compile_pymc import _compute_shapes
+
+        computed = _compute_shapes(model)
+        shapes = [tuple(int(d) for d in computed[v.name]) for v in value_vars]
     rewrites = ["canonicalize", "stabilize"]
     if not model.check_bounds:
         rewrites.append("local_remove_check_parameter")
