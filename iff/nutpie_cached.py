@@ -129,9 +129,10 @@ def _support_point(model: pm.Model) -> np.ndarray:
     unconstrained vector, in the order of ``model.free_RVs``.
 
     The expression is PyMC's (``make_initial_point_fn``), evaluated by PyTensor's Python linker
-    instead of its C virtual machine, whose extension is compiled on first use (1.2 s of a run
-    with an empty compile cache; nothing else in a run needs it). It is cached with the log
-    density: 0.15-0.2 s of a warm demo run, for a vector that only the model determines.
+    instead of the virtual machine of PyMC's ``FAST_COMPILE``, whose C extension is compiled on
+    first use (``make_initial_point_fn`` took 1.4 s of a demo run with an empty compile cache;
+    nothing else in a run needs that extension). It is cached with the log density: making it
+    took 0.1-0.2 s of every warm demo run, for a vector that only the model determines.
     """
     from pymc.initial_point import make_initial_point_expression
     from pymc.pytensorf import compile as compile_pymc
@@ -249,8 +250,8 @@ def sample_nutpie_cached(model: pm.Model, var_names: Sequence[str], *, draws: in
         # nutpie stores what this returns for every draw, warm-up included, as one Arrow
         # column per name: only the flat unconstrained vector is stored here, and the model's
         # variables are computed from it after sampling for the kept draws (_posterior_from_flat).
-        # Returning every variable cost ~140 us per draw in Python alone (demo: 0.56 s of 4,000
-        # calls, plus nutpie's storing of 27 arrays per draw).
+        # Returning every variable cost ~140 us per draw in Python alone (demo, under cProfile:
+        # 0.56 s for 4,000 calls), plus nutpie's storing of 27 arrays per draw.
         def values(x: np.ndarray) -> dict[str, np.ndarray]:
             return {_FLAT: np.array(x, dtype="float64")}
         return values
