@@ -37,6 +37,7 @@ import xarray as xr
 from pymc.backends.arviz import patch_nutpie_idata
 from pymc.initial_point import make_initial_point_fn
 
+from iff.compile_helper import CompileHelper
 from iff.forward import free_values_from_flat
 from iff.function_cache import load_or_build, model_digest
 
@@ -161,15 +162,20 @@ def _compiled_functions(model: pm.Model, var_names: list[str]) -> tuple[Any, ...
     from pymc.model.transform.optimization import freeze_dims_and_data
 
     def build() -> tuple[Any, ...]:
-        # Dims and data frozen into constants: with static shapes PyTensor's rewrites drop the
-        # shape bookkeeping (demo: 158 -> 116 nodes), and numba's first compile, most of a run
-        # with an empty cache, halves (demo: first call 46.7 s -> 24.7 s, measured at stop 14).
-        frozen = freeze_dims_and_data(model)
-        # keep the model's order of free variables (freezing reorders them): the layout of the
-        # flat parameter vector, and so what a seed draws, stays that of the model itself
-        frozen.free_RVs = [frozen[rv.name] for rv in model.free_RVs]
-        n_dim, logp_dlogp, layout, reparameterized = _logp_dlogp(frozen)
-        return n_dim, logp_dlogp, layout, reparameterized, _support_point(model)
+        # started first, so that the helper's imports overlap the rewrites in _logp_dlogp
+        with CompileHelper() as helper:
+            # Dims and data frozen into constants: with static shapes PyTensor's rewrites drop
+            # the shape bookkeeping (demo: 158 -> 116 nodes), and numba's first compile, most of
+            # a run with an empty cache, halves (demo: first call 46.7 s -> 24.7 s, stop 14).
+            frozen = freeze_dims_and_data(model)
+            # keep the model's order of free variables (freezing reorders them): the layout of
+            # the flat parameter vector, and so what a seed draws, stays that of the model
+            frozen.free_RVs = [frozen[rv.name] for rv in model.free_RVs]
+            n_dim, logp_dlogp, layout, reparameterized = _logp_dlogp(frozen)
+            support_point = _support_point(model)
+            # numba compiles on the first call: here, shared with the helper process
+            helper.first_call(logp_dlogp, [support_point, *_values(logp_dlogp)])
+        return n_dim, logp_dlogp, layout, reparameterized, support_point
 
     # The key hashes the model before freezing (its shared values, data and dim lengths, are in
     # it) and the source of the code that builds the entry: an entry built by other code is

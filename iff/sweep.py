@@ -46,6 +46,7 @@ from typing import Any, Literal
 
 import pandas as pd
 
+from iff import compile_helper
 from iff.config import LoadedConfig, load_config, run_config_model
 from iff.errors import IffInputError, InputProblem, ResultsError, did_you_mean
 from iff.results import load_tree, sha256_bytes, write_summary_csv
@@ -376,9 +377,13 @@ def _client(workers: int, scheduler: str | None) -> Iterator[Any]:
     # Dask gives worker processes PYTHONHASHSEED=6640 unless told otherwise; PyTensor compiles
     # differently under another hash seed (so the compile cache would miss and the last digits
     # could differ from `iff run`), so workers get the seed the CLI pins.
+    # Several workers already keep the CPUs busy: none starts a compile helper process of its
+    # own (iff.compile_helper) beside it.
+    env = {"PYTHONHASHSEED": _hash_seed()}
+    if workers > 1:
+        env[compile_helper.ENV_SWITCH] = "0"
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                      dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR,
-                      env={"PYTHONHASHSEED": _hash_seed()}
+                      dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR, env=env
                       ) as cluster, Client(cluster) as client:
         yield client
 
