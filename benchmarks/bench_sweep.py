@@ -1,6 +1,7 @@
 """Benchmark: ``iff sweep`` of the demo's scenarios with 1 and with 2 local Dask workers.
 
-The demo (NUTS, 4 chains x 1000 draws) has the base config and two scenarios; the benchmark
+The demo (NUTS with the sampler settings of configs/demo.yaml) has the base config and two
+scenarios; the benchmark
 adds a fourth task (``low_interdiction``) so that 2 workers have 2 tasks each. Every sweep is the
 real command in a fresh process, into a fresh folder, timed end to end (cluster start-up, worker
 imports, sampling, writing, collecting). Each task samples its chains one after another on one
@@ -70,7 +71,7 @@ def time_sweep(config: Path, out: Path, workers: int, env: dict[str, str]) -> di
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=1)
-    ap.add_argument("--draws", type=int, help="draws per chain (default: the demo's 1000)")
+    ap.add_argument("--draws", type=int, help="draws per chain (default: the demo's)")
     ap.add_argument("--tune", type=int, help="tuning steps per chain (default: the demo's)")
     args = ap.parse_args()
     runs = []
