@@ -76,7 +76,7 @@ import pymc as pm
 import pytensor.tensor as pt
 from pydantic import Field
 
-from iff.build import BuildContext, as_prior
+from iff.build import BuildContext, as_prior, take_rows
 from iff.config import ISO3, Strict
 from iff.errors import InputProblem
 from iff.market import (
@@ -354,7 +354,7 @@ class CorruptionMarket(Market):
                 if not cv:
                     cv.append(ctx.parameter(self, self.parameter("component_cv"), cv_priors))
                 row_cv = cv[0][c_idx]
-            ctx.measure(self, self.quantity(code), rows_q, latent[idx], cv=row_cv)
+            ctx.measure(self, self.quantity(code), rows_q, take_rows(latent, idx), cv=row_cv)
 
         # -- household bribery survey -------------------------------------------------------
         adults = self._param(ctx, "adults")

@@ -41,7 +41,7 @@ import pymc as pm
 import pytensor.tensor as pt
 from pydantic import Field, model_validator
 
-from iff.build import BuildContext, as_prior
+from iff.build import BuildContext, as_prior, take_rows
 from iff.config import ISO3, Strict
 from iff.errors import InputProblem
 from iff.market import (
@@ -319,7 +319,7 @@ class DrugsMarket(Market):
         # -- observations ---------------------------------------------------------------------
         def at(rows_q: pd.DataFrame, tensor: pt.TensorVariable, dims=DCY) -> pt.TensorVariable:
             idx = [ctx.index(rows_q, {"drug": "item"}.get(dim, dim), dim) for dim in dims]
-            return tensor[tuple(idx)]
+            return take_rows(tensor, tuple(idx))
 
         def measure(code: str, latent: pt.TensorVariable, dims=DCY) -> None:
             rows_q = rows[rows["quantity"] == code]
@@ -370,7 +370,7 @@ class DrugsMarket(Market):
         retail = purity_of("retail")[:, :, None]
         idx = tuple(ctx.index(users, col, dim) for col, dim in
                     (("item", "drug"), ("country", "country"), ("year", "year")))
-        latent = (consumed / retail)[idx]
+        latent = take_rows(consumed / retail, idx)
         q = QuantitySpec("demand_street_kg", "kg", Support.POSITIVE, "users x quantity per user",
                          default_cv=0.0)
         ctx.measure(self, q, combined, latent, name="drugs_demand_obs",

@@ -40,7 +40,7 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
-from iff.build import BuildContext
+from iff.build import BuildContext, take_rows
 from iff.market import (
     Market,
     MarketInfo,
@@ -212,7 +212,7 @@ class SmugglingMarket(Market):
             if len(rows_q):
                 idx = tuple(ctx.index(rows_q, "item" if d == "migrant_group" else d, d)
                             for d in dims)
-                ctx.measure(self, self.quantity(code), rows_q, latent[idx])
+                ctx.measure(self, self.quantity(code), rows_q, take_rows(latent, idx))
 
         measure("apprehensions", apprehended, CYG)
         measure("share_paying", paying, CG)

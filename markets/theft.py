@@ -38,7 +38,7 @@ import pymc as pm
 import pytensor.tensor as pt
 from pydantic import Field
 
-from iff.build import BuildContext, as_prior
+from iff.build import BuildContext, as_prior, take_rows
 from iff.config import ISO3, Strict
 from iff.errors import InputProblem
 from iff.market import (
@@ -194,7 +194,7 @@ class TheftMarket(Market):
             rows_q = rows[rows["quantity"] == code]
             if len(rows_q):
                 idx = tuple(ctx.index(rows_q, "item" if d == "crime" else d, d) for d in dims)
-                ctx.measure(self, self.quantity(code), rows_q, latent[idx])
+                ctx.measure(self, self.quantity(code), rows_q, take_rows(latent, idx))
 
         incidents = self._param(ctx, "incidents")
         amount = self._param(ctx, "mean_amount")

@@ -41,7 +41,7 @@ import pymc as pm
 import pytensor.tensor as pt
 from pydantic import Field
 
-from iff.build import BuildContext
+from iff.build import BuildContext, take_rows
 from iff.config import ISO3
 from iff.errors import IffInputError, InputProblem
 from iff.market import (
@@ -227,7 +227,7 @@ class TraffickingMarket(Market):
             rows_q = rows[rows["quantity"] == code]
             if len(rows_q):
                 idx = tuple(ctx.index(rows_q, "item" if d == "form" else d, d) for d in dims)
-                ctx.measure(self, self.quantity(code), rows_q, latent[idx])
+                ctx.measure(self, self.quantity(code), rows_q, take_rows(latent, idx))
 
         measure("proceeds_per_victim", per_victim, ("country", "form"))
         measure("form_share", shares, ("country", "form"))
@@ -266,5 +266,5 @@ class TraffickingMarket(Market):
         rows_v = rows[rows["quantity"] == "victims"]
         if len(rows_v):
             idx = (ctx.index(rows_v, "country", "country"), ctx.index(rows_v, "year", "year"))
-            ctx.measure(self, self.quantity("victims"), rows_v, victims[idx])
+            ctx.measure(self, self.quantity("victims"), rows_v, take_rows(victims, idx))
         return victims
