@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -39,18 +40,37 @@ def time_demo(compiledir: Path, out: Path) -> float:
     return wall
 
 
-def bench_demo() -> dict:
+def python_loop_s() -> float:
+    """Seconds of a fixed pure-Python loop: how fast the machine runs Python right now. On this
+    shared 2-core machine it took 0.94 s before and 0.58 s after one demo benchmark (stop 16),
+    so a single end-to-end run says little; the demo figures are medians of several runs, with
+    this recorded beside them."""
+    start = time.perf_counter()
+    total = 0
+    for i in range(10_000_000):
+        total += i
+    return round(time.perf_counter() - start, 3)
+
+
+def bench_demo(runs: int) -> dict:
+    """``runs`` demo runs with an empty compile cache each, then ``runs`` with a full one.
+    Verdicts on the medians; the best and every run are kept too."""
     load_before = os.getloadavg()
+    loop_before = python_loop_s()
     with tempfile.TemporaryDirectory() as tmp:
-        cache, out = Path(tmp) / "cache", Path(tmp) / "results"
-        cold = time_demo(cache, out)
-        warm = [time_demo(cache, out) for _ in range(2)]
-    return {"cold_s": round(cold, 2), "warm_s": round(min(warm), 2),
-            "warm_runs_s": [round(w, 2) for w in warm],
+        out = Path(tmp) / "results"
+        cold = [time_demo(Path(tmp) / f"cache{i}", out) for i in range(runs)]
+        warm = [time_demo(Path(tmp) / f"cache{runs - 1}", out) for _ in range(runs)]
+    cold_s, warm_s = statistics.median(cold), statistics.median(warm)
+    return {"cold_s": round(cold_s, 2), "warm_s": round(warm_s, 2),
+            "statistic": f"median of {runs} runs",
+            "cold_runs_s": [round(w, 2) for w in cold], "warm_runs_s": [round(w, 2) for w in warm],
+            "cold_best_s": round(min(cold), 2), "warm_best_s": round(min(warm), 2),
             "target": "demo end to end <= 30 s cold and <= 10 s warm compile cache on 2 cores "
                       "(issue 7)",
-            "verdict_cold": "PASS" if cold <= 30 else "FAIL",
-            "verdict_warm": "PASS" if min(warm) <= 10 else "FAIL",
+            "verdict_cold": "PASS" if cold_s <= 30 else "FAIL",
+            "verdict_warm": "PASS" if warm_s <= 10 else "FAIL",
+            "python_loop_s_before_after": [loop_before, python_loop_s()],
             "load_avg_before": list(load_before), "load_avg_after": list(os.getloadavg())}
 
 
@@ -101,6 +121,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--skip-demo", action="store_true")
+    parser.add_argument("--demo-runs", type=int, default=3,
+                        help="demo runs with a cold and with a warm compile cache (medians)")
     parser.add_argument("--skip-samplers", action="store_true",
                         help="keep the sampler rows (and their model) of the existing JSON")
     args = parser.parse_args()
@@ -121,7 +143,7 @@ def main() -> None:
         "model": model,
     }
     if not args.skip_demo:
-        result["demo_end_to_end"] = bench_demo()
+        result["demo_end_to_end"] = bench_demo(args.demo_runs)
         print("demo end to end:", result["demo_end_to_end"], flush=True)
     if args.skip_samplers:
         result["samplers_model"] = previous.get("samplers_model", previous.get("model"))

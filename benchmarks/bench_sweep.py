@@ -1,11 +1,10 @@
 """Benchmark: ``iff sweep`` of the demo's scenarios with 1 and with 2 local Dask workers.
 
 The demo (NUTS with the sampler settings of configs/demo.yaml) has the base config and two
-scenarios; the benchmark
-adds a fourth task (``low_interdiction``) so that 2 workers have 2 tasks each. Every sweep is the
-real command in a fresh process, into a fresh folder, timed end to end (cluster start-up, worker
-imports, sampling, writing, collecting). Each task samples its chains one after another on one
-core, so 2 workers use both cores of a 2-core machine.
+scenarios; the benchmark adds a fourth task (``low_interdiction``) so that 2 workers have 2 tasks
+each. Every sweep is the real command in a fresh process, into a fresh folder, timed end to end
+(cluster start-up, worker imports, sampling, writing, collecting). Each task samples its chains
+one after another on one core, so 2 workers use both cores of a 2-core machine.
 
 Order: one warm-up sweep fills the compile cache (its time is the cold figure, with both workers
 compiling into one shared cache at once), then ``--repeats`` sweeps with 1 worker and with 2,
