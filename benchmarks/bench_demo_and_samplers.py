@@ -42,7 +42,7 @@ def time_demo(compiledir: Path, out: Path) -> float:
 
 def python_loop_s() -> float:
     """Seconds of a fixed pure-Python loop: how fast the machine runs Python right now. On this
-    shared 2-core machine it took 0.94 s before and 0.58 s after one demo benchmark (stop 16),
+    shared 2-core machine it took 0.94 s before and 0.58 s after one demo benchmark (2026-11-30),
     so a single end-to-end run says little; the demo figures are medians of several runs, with
     this recorded beside them."""
     start = time.perf_counter()

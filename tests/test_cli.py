@@ -134,25 +134,26 @@ def test_same_seed_byte_identical_summary_across_processes(make_config, tmp_path
                                                               ).read_bytes()
 
 
+def _python_stdout(code: str) -> list[str]:
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300, check=True)
+    return proc.stdout.split()
+
+
 def test_sampling_commands_import_arviz_without_pyplot():
     """`iff run` and `iff mse` import ArviZ (through nutpie) without matplotlib's pyplot, which
-    stays importable afterwards; a process that imported pyplot first keeps it."""
-    code = (
+    stays importable afterwards; a process that imported pyplot first keeps ArviZ's styles."""
+    assert _python_stdout(
         "import sys\n"
         "from iff.console import import_arviz_without_pyplot\n"
         "import_arviz_without_pyplot()\n"
         "import nutpie\n"
         "print('matplotlib.pyplot' in sys.modules, 'arviz_plots' in sys.modules)\n"
         "import matplotlib.pyplot\n"
-        "print(type(sys.modules['matplotlib.pyplot']).__name__)\n")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=300, check=True)
-    assert proc.stdout.split() == ["False", "True", "module"]
-    first = ("import sys, matplotlib.pyplot\n"
-             "from iff.console import import_arviz_without_pyplot\n"
-             "import_arviz_without_pyplot()\n"
-             "import arviz, matplotlib.style\n"
-             "print('arviz-variat' in matplotlib.style.available)\n")
-    proc = subprocess.run([sys.executable, "-c", first], capture_output=True, text=True,
-                          timeout=300, check=True)
-    assert proc.stdout.split() == ["True"]
+        "print(type(sys.modules['matplotlib.pyplot']).__name__)\n") == ["False", "True", "module"]
+    assert _python_stdout(
+        "import sys, matplotlib.pyplot\n"
+        "from iff.console import import_arviz_without_pyplot\n"
+        "import_arviz_without_pyplot()\n"
+        "import arviz, matplotlib.style\n"
+        "print('arviz-variat' in matplotlib.style.available)\n") == ["True"]
