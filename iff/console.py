@@ -42,7 +42,7 @@ def import_arviz_without_pyplot() -> None:
 
     nutpie imports ArviZ, whose ``arviz_plots`` imports ``pyplot`` (with fonts and images) only
     to register ArviZ's styles and colour maps with matplotlib, and skips that when ``pyplot``
-    cannot be imported. Importing nutpie took 0.7-0.8 s longer with it (``python -c "import
+    cannot be imported. Importing nutpie took 0.7-1.2 s longer with it (``python -c "import
     iff.pipeline, iff.cli, nutpie"``: 4.7-5.1 s against 3.9-4.3 s). So ``pyplot`` is made
     unimportable while ArviZ is imported, and importable again afterwards: in this process
     ArviZ's matplotlib styles (``arviz-variat`` ...) are then not registered, which iff does
