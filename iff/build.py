@@ -223,13 +223,13 @@ def take_rows(tensor: pt.TensorVariable, idx: tuple[np.ndarray, ...]) -> pt.Tens
     """
     arrays = [np.asarray(i, dtype=int) for i in idx]
     n = len(arrays[0])
+    if n == 1:
+        return tensor[tuple(int(a[0]) for a in arrays)][None]
     varying = [k for k, a in enumerate(arrays) if n and not (a == a[0]).all()]
-    if n == 1 or (len(varying) == 1 and (np.diff(arrays[varying[0]]) == 1).all()):
+    if len(varying) == 1 and (np.diff(arrays[varying[0]]) == 1).all():
         key: list[int | slice] = [int(a[0]) for a in arrays]
-        for k in varying:
-            key[k] = slice(int(arrays[k][0]), int(arrays[k][0]) + n)
-        taken = tensor[tuple(key)]
-        return taken[None] if not varying else taken
+        key[varying[0]] = slice(key[varying[0]], key[varying[0]] + n)
+        return tensor[tuple(key)]
     return tensor[tuple(arrays)]
 
 
