@@ -23,6 +23,10 @@ smallest and largest size). A size whose draws would exceed ``--max-gb`` of memo
 ``flows_only``: the same sizes drawing only the ``flows`` variable (``iff.forward.forward_draws``),
 so that the other variables a run stores (e.g. flows by partner, 18 MB per 1,000 draws on the
 multi-country demo) are neither computed nor counted.
+Per setup, ``random_values_per_draw`` (elements of the free variables) and
+``numpy_floor_draws_per_s``: numpy's standard normal values per second divided by it, the rate
+no forward draw of the setup can beat on this machine (every random value costs at least one
+standard normal; nothing else computed).
 Target (issue 7): >= 100,000 draws of all flows per second. Writes
 ``benchmarks/results/forward.json``.
 """
@@ -124,7 +128,8 @@ def run_setup(name: str, sizes: list[int], repeats: int, max_gb: float, tmp: Pat
             "load_avg_before": round(load_before, 2),
             "load_avg_after": round(os.getloadavg()[0], 2)})
         print(f"{name:14s} {n:8d} draws  {wall:8.2f} s  {rate:10.0f} draws/s", flush=True)
-    out["flows_only"] = _flows_only(path, sizes, repeats, max_gb, out["flow_values_per_draw"])
+    out["random_values_per_draw"], out["flows_only"] = _flows_only(
+        path, sizes, repeats, max_gb, out["flow_values_per_draw"])
     done = [r for r in out["runs"] if "wall_s" in r]
     if len(done) >= 2:
         a, b = done[0], done[-1]
@@ -141,8 +146,9 @@ def run_setup(name: str, sizes: list[int], repeats: int, max_gb: float, tmp: Pat
 
 
 def _flows_only(path: Path, sizes: list[int], repeats: int, max_gb: float,
-                values_per_draw: int) -> list[dict]:
-    """Draws per second of ``flows`` alone (every market's flows, nothing else returned)."""
+                values_per_draw: int) -> tuple[int, list[dict]]:
+    """Random values per draw, and draws per second of ``flows`` alone (every market's flows,
+    nothing else returned)."""
     from iff.config import load_config
     from iff.engine import build_model, prepare
     from iff.forward import forward_draws
@@ -162,7 +168,29 @@ def _flows_only(path: Path, sizes: list[int], repeats: int, max_gb: float,
                      "verdict": "PASS" if rate >= TARGET_DRAWS_PER_S else "FAIL"})
         print(f"{'  flows only':14s} {n:8d} draws  {min(walls):8.2f} s  {rate:10.0f} draws/s",
               flush=True)
-    return runs
+    return random_values_per_draw(model), runs
+
+
+def random_values_per_draw(model) -> int:
+    """How many random numbers one joint prior draw of ``model`` takes (its free variables)."""
+    import numpy as np
+
+    return int(sum(np.prod(rv.shape.eval(), dtype="int64") for rv in model.free_RVs))
+
+
+def numpy_normal_rate(values: int = 10_000_000, repeats: int = 3) -> float:
+    """Standard normal values per second from numpy's default generator (best of repeats): the
+    cheapest random number a forward draw can take, so ``rate / random values per draw`` bounds
+    the draws per second of a setup from above, with nothing else computed."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        rng.standard_normal(values)
+        best = min(best, time.perf_counter() - start)
+    return values / best
 
 
 def main() -> None:
@@ -201,6 +229,11 @@ def main() -> None:
             except Exception:  # recorded, the other setups still run
                 result["setups"].append({"setup": name, "error": traceback.format_exc()[-3000:]})
                 print(f"{name}: ERROR\n{result['setups'][-1]['error']}", flush=True)
+    rate = numpy_normal_rate()
+    result["numpy_standard_normals_per_s"] = round(rate)
+    for setup in result["setups"]:
+        if setup.get("random_values_per_draw"):
+            setup["numpy_floor_draws_per_s"] = round(rate / setup["random_values_per_draw"])
     result["machine"]["load_avg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")

@@ -214,8 +214,9 @@ def render_forward(data: dict) -> list[str]:
                 rows.append([s["setup"], r["draws"], r["wall_s"], r["draws_per_s"],
                              r.get("load_avg_before"), r["verdict"]])
         m = s.get("marginal_draws_per_s")
-        summary.append([s["setup"], s.get("flow_values_per_draw"), s.get("warmup_s"),
-                        s.get("fixed_cost_s"), m,
+        summary.append([s["setup"], s.get("flow_values_per_draw"),
+                        s.get("random_values_per_draw"), s.get("numpy_floor_draws_per_s"),
+                        s.get("warmup_s"), s.get("fixed_cost_s"), m,
                         pass_fail(None if m is None else m >= FORWARD_DRAWS_PER_S)])
     out += table(["setup", "draws", "wall s", "draws/s", "load (1 min)", "≥ 100,000/s"], rows)
     flows_only = [[s["setup"], r["draws"], r["wall_s"], r["draws_per_s"], r["verdict"]]
@@ -223,8 +224,15 @@ def render_forward(data: dict) -> list[str]:
     if flows_only:
         out += ["Drawing `flows` alone (no other variable computed or returned):", ""]
         out += table(["setup", "draws", "wall s", "draws/s", "≥ 100,000/s"], flows_only)
-    out += table(["setup", "flow values per draw", "first call s (warm-up)",
+    out += table(["setup", "flow values per draw", "random values per draw",
+                  "numpy's normals alone, draws/s", "first call s (warm-up)",
                   "fixed cost per call s", "marginal draws/s", "marginal ≥ 100,000/s"], summary)
+    if data.get("numpy_standard_normals_per_s"):
+        out += [f"numpy's default generator drew {fmt(data['numpy_standard_normals_per_s'])} "
+                "standard normal values per second here. \"numpy's normals alone\" divides it by "
+                "the random values one draw takes: no forward run of the setup can draw faster "
+                "on this machine if each value costs one normal (beta and gamma values cost "
+                "more), with nothing else computed.", ""]
     for s in data.get("setups", []):
         if "error" in s:
             out.append(f"- error: {s['setup']}: {fmt(s['error'].strip().splitlines()[-1])}")

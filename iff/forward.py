@@ -30,7 +30,7 @@ from pytensor.compile.ops import ViewOp
 from pytensor.graph.replace import _vectorize_node, vectorize_graph
 from pytensor.graph.traversal import ancestors
 from pytensor.tensor.blockwise import Blockwise
-from pytensor.tensor.random.basic import DirichletRV
+from pytensor.tensor.random.basic import DirichletRV, NormalRV
 from pytensor.tensor.random.op import RandomVariable
 
 from iff.function_cache import load_or_build, outputs_digest
@@ -47,6 +47,10 @@ FORWARD_MODE = "CVM"
 #: the last bit of arithmetic the rewrites would have rearranged.
 INTERPRETED_MODE = Mode(linker="py", optimizer="minimum_compile")
 COMPILE_FROM_DRAWS = 20_000
+#: Most draws computed by one call; more are drawn in several calls of one function (equal
+#: chunks). Beyond it the arrays of every step outgrow the caches and each draw costs more:
+#: multi-country demo, flows only, 55,000 draws/s at 40,000 draws a call, 30,000 at 400,000.
+CHUNK_DRAWS = 40_000
 
 
 def _mode_for(n: int) -> str | Mode:
@@ -96,6 +100,66 @@ def _batched(rv: pt.TensorVariable, n: int) -> pt.TensorVariable:
     return op.make_node(rng, size, *params).outputs[1]
 
 
+class StandardNormalRV(RandomVariable):
+    """Standard normal draws by numpy's ``standard_normal``: no parameters, so no broadcasting.
+
+    ``pt.random.normal(0.0, 1.0, size)`` passes its parameters as ``(1,)`` arrays, which sends
+    numpy down its broadcasting path: 27 ns a value against 12 ns here (7.8 million values).
+    """
+
+    name = "standard_normal"
+    signature = "->()"
+    dtype = "float64"
+    _print_name = ("StandardNormal", "\\operatorname{StandardNormal}")
+
+    @classmethod
+    def rng_fn(cls, rng: np.random.Generator, size: tuple[int, ...] | None) -> np.ndarray:
+        return rng.standard_normal(size=size)
+
+
+_standard_normal = StandardNormalRV()
+
+
+def _draw_shape(rv: pt.TensorVariable) -> tuple[int, ...] | None:
+    """The shape of one draw of ``rv``, from its size and parameters without drawing it;
+    ``None`` when that needs more than constants and shared values."""
+    node = rv.owner
+    _rng, size, *params = node.inputs
+    shape = list(node.op._infer_shape(size, params))
+    if not shape:
+        return ()
+    try:
+        return tuple(int(d) for d in pt.as_tensor(shape, dtype="int64").eval())
+    except Exception:  # reads an input only known at run time: draw it on its own
+        return None
+
+
+def _batched_normals(rvs: Sequence[pt.TensorVariable], n: int
+                     ) -> dict[pt.TensorVariable, pt.TensorVariable]:
+    """Root normal variables drawn ``n`` times as ``loc + scale * z``, every ``z`` a block of
+    one standard normal draw; normal variables of unknown shape are left out.
+
+    One call of numpy's generator for all of them, with scalar parameters: multi-country demo,
+    234 normal values a draw, 0.11 s per 40,000 draws against 0.20 s drawing each variable with
+    its broadcast parameters. The law is the same; the stream of numbers is not.
+    """
+    shapes = {rv: _draw_shape(rv) for rv in rvs if type(rv.owner.op) is NormalRV}
+    shapes = {rv: shape for rv, shape in shapes.items() if shape is not None}
+    if not shapes:
+        return {}
+    counts = {rv: int(np.prod(shape, dtype="int64")) for rv, shape in shapes.items()}
+    first = next(iter(shapes))
+    size = pt.as_tensor([n * sum(counts.values())], dtype="int64")
+    z = _standard_normal(size=size, rng=first.owner.inputs[0])
+    replace, start = {}, 0
+    for rv, shape in shapes.items():
+        loc, scale = rv.owner.inputs[2:]
+        block = z[start * n:(start + counts[rv]) * n].reshape((n, *shape))
+        replace[rv] = loc + scale * block
+        start += counts[rv]
+    return replace
+
+
 def forward_draws(model: pm.Model, var_names: Sequence[str], n: int, seed: int
                   ) -> dict[str, np.ndarray]:
     """Draw ``n`` joint prior samples of free variables and deterministics in one call.
@@ -116,11 +180,22 @@ def forward_draws(model: pm.Model, var_names: Sequence[str], n: int, seed: int
     dict
         ``name -> array`` of shape ``(n, *shape of the variable)``, in the variable's own units.
     """
-    fn, rngs = _prior_function(model, list(var_names), n)
+    chunks = -(-n // CHUNK_DRAWS)
+    size = -(-n // chunks)  # draws per call; the last call's surplus (< chunks) is dropped
+    fn, rngs = _prior_function(model, list(var_names), size)
     # Seed the generators in model order: PyMC's own reseeding follows the order of a graph
     # traversal, which changed between two builds of the same model (same seed, other draws).
     reseed_rngs(rngs, seed)
-    return _with_draw_dim(model, var_names, fn(), n)
+    first = _with_draw_dim(model, var_names, fn(), size)
+    if chunks == 1:
+        return first
+    out = {name: np.empty((n, *v.shape[1:]), dtype=v.dtype) for name, v in first.items()}
+    for i in range(chunks):
+        part = first if i == 0 else _with_draw_dim(model, var_names, fn(), size)
+        stop = min(n, (i + 1) * size)
+        for name, value in part.items():
+            out[name][i * size:stop] = value[:stop - i * size]
+    return out
 
 
 def _prior_function(model: pm.Model, var_names: list[str], n: int) -> tuple[Any, list[Any]]:
@@ -137,13 +212,14 @@ def _prior_function(model: pm.Model, var_names: list[str], n: int) -> tuple[Any,
 
     def build() -> tuple[Any, list[Any]]:
         free = set(model.free_RVs)
-        replace = {}
         for rv in model.free_RVs:
             if not isinstance(rv.owner.op, RandomVariable):
                 raise TypeError(f"forward Monte Carlo cannot vectorise {rv.name} "
                                 f"({type(rv.owner.op).__name__})")
-            if not (set(ancestors(rv.owner.inputs)) & free):
-                replace[rv] = _batched(rv, n)  # roots only: the others follow their parents
+        # roots only: the others follow their parents
+        roots = [rv for rv in model.free_RVs if not (set(ancestors(rv.owner.inputs)) & free)]
+        replace = _batched_normals(roots, n)
+        replace |= {rv: _batched(rv, n) for rv in roots if rv not in replace}
         outputs = vectorize_graph([model[name] for name in var_names], replace=replace)
         fn = _picklable(pm.pytensorf.compile([], outputs, random_seed=False, mode=mode))
         # pickled together with ``fn``, these stay the generators ``fn`` draws from
@@ -151,6 +227,8 @@ def _prior_function(model: pm.Model, var_names: list[str], n: int) -> tuple[Any,
 
     key = outputs_digest([*(model[name] for name in var_names), *model.free_RVs],
                          inspect.getsource(_prior_function) + inspect.getsource(_batched)
+                         + inspect.getsource(_batched_normals) + inspect.getsource(_draw_shape)
+                         + inspect.getsource(StandardNormalRV)
                          + f"n={n} mode={_mode_name(n)} names={var_names}")
     fn, rngs = load_or_build(key, build)
     return _restore_loops(fn, n), rngs

@@ -14,11 +14,12 @@ flow times its share to ``p`` and the receiver ``p`` as its inward flow times it
     F[c -> p] = w * outward[c] * s_out[c, p] + (1 - w) * inward[p] * s_in[p, c],
 
 with ``w = payer_weight`` (a documented parameter: 1 trusts the payer's estimate, 0 the
-receiver's). ``F[c -> p]`` is *one* tensor element, used both as ``c``'s outward flow to ``p``
-and as ``p``'s inward flow from ``c``: the two agree on every draw by construction. Flows with
-the rest of the world keep each country's own estimate. The market's country flows are then the
-sums over partners, so the partner split never changes a country total (sum over partners equals
-the country flow on every draw); when no partner of a pair is in the run, nothing changes.
+receiver's). ``F[c -> p]`` is stored as ``c``'s outward flow to ``p`` and as ``p``'s inward flow
+from ``c``, both computed from the same two products added in the same order, so the two agree
+to the last bit on every draw. Flows with the rest of the world keep each country's own
+estimate. The market's country flows are the sums over partners (computed in closed form,
+without the partner array: equal to the sums up to rounding), so the partner split never changes
+a country total; when no partner of a pair is in the run, nothing changes.
 """
 
 from __future__ import annotations
@@ -161,15 +162,60 @@ def split_by_partner(name: str, flows: pt.TensorVariable, settings: PartnerSetti
                                settings.concentration)
         shares[d] = pm.Deterministic(f"{name}_partner_share_{d}", value,
                                      dims=("country", "partner"))
-    out_i, in_i = DIRECTIONS.index("outward"), DIRECTIONS.index("inward")
-    # payer's and receiver's estimates, (country, partner, year, phase)
-    payer = flows[:, None, :, out_i, :] * shares["outward"][:, :, None, None]
-    receiver = flows[:, None, :, in_i, :] * shares["inward"][:, :, None, None]
+    share_out, share_in = shares["outward"], shares["inward"]
     w = settings.payer_weight
-    # bilateral[c, p]: flow from run country c to run country p, one element for both sides
-    bilateral = w * payer[:, :n] + (1.0 - w) * receiver[:, :n].transpose(1, 0, 2, 3)
-    outward = pt.concatenate([bilateral, payer[:, n:]], axis=1)
-    inward = pt.concatenate([bilateral.transpose(1, 0, 2, 3), receiver[:, n:]], axis=1)
-    by_dir = {"outward": outward, "inward": inward}
-    by_partner = pt.stack([by_dir[d] for d in DIRECTIONS], axis=3)
-    return by_partner, by_partner.sum(axis=1)
+    # bilateral[c, p] (run countries, c pays p) = w * payer's estimate + (1 - w) * receiver's,
+    # stored as c's outward and p's inward element; with the rest of the world a country keeps
+    # its own estimate. Written as one elementwise expression over (country, partner, year,
+    # direction, phase): concatenating and transposing arrays of that size cost twice as much.
+    # Both elements of a pair compute payer term + receiver term from the same numbers in the
+    # same order, so they are equal to the last bit (compiled code may fuse a multiply-add).
+    out_i, in_i = DIRECTIONS.index("outward"), DIRECTIONS.index("inward")
+    paid, received = flows[:, :, out_i, :], flows[:, :, in_i, :]  # (country, year, phase)
+
+    def by_country(x: pt.TensorVariable) -> pt.TensorVariable:
+        return x[:, None, :, None, :]
+
+    def by_partner_(x: pt.TensorVariable) -> pt.TensorVariable:  # rest of the world: 0
+        return pt.concatenate([x, pt.zeros_like(x[:1])], axis=0)[None, :, :, None, :]
+
+    is_out = np.array([d == "outward" for d in DIRECTIONS])[None, None, None, :, None]
+    payer_flow = pt.where(is_out, by_country(paid), by_partner_(paid))
+    receiver_flow = pt.where(is_out, by_partner_(received), by_country(received))
+    payer_w = w * share_out[:, :n]              # (payer, receiver)
+    receiver_w = (1.0 - w) * share_in[:, :n]    # (receiver, payer)
+    none = pt.zeros_like(payer_w[:, :1])  # batched with the shares (a constant is not)
+    payer_coef = {"outward": pt.concatenate([payer_w, share_out[:, n:]], axis=1),
+                  "inward": pt.concatenate([payer_w.T, none], axis=1)}
+    receiver_coef = {"outward": pt.concatenate([receiver_w.T, none], axis=1),
+                     "inward": pt.concatenate([receiver_w, share_in[:, n:]], axis=1)}
+
+    def by_direction(coef: dict) -> pt.TensorVariable:  # (country, partner, 1, direction, 1)
+        return pt.stack([coef[d] for d in DIRECTIONS], axis=-1)[:, :, None, :, None]
+
+    by_partner = (payer_flow * by_direction(payer_coef)
+                  + receiver_flow * by_direction(receiver_coef))
+    return by_partner, _country_totals(flows, share_out, share_in, w, n)
+
+
+def _country_totals(flows: pt.TensorVariable, share_out: pt.TensorVariable,
+                    share_in: pt.TensorVariable, w: float, n: int) -> pt.TensorVariable:
+    """``by_partner.sum(axis=1)`` of :func:`split_by_partner` without the bilateral array.
+
+    Country flows in closed form, current USD ``(country, year, direction, phase)``: the same
+    sums, added in another order (equal to rounding). Forward Monte Carlo and the deterministics
+    of a NUTS run then need the ``(country, partner, ...)`` arrays only where they are stored,
+    not for the flows (multi-country demo, flows only: see ``benchmarks/bench_forward.py``).
+    """
+    out_i, in_i = DIRECTIONS.index("outward"), DIRECTIONS.index("inward")
+    paid, received = flows[:, :, out_i, :], flows[:, :, in_i, :]  # (country, year, phase)
+    # Receivers' estimates of what each run country paid them, sum_p share_in[p, c] * received[p],
+    # and payers' estimates of what each received. Written as a sum of n terms, which PyTensor
+    # fuses into one loop; a product and a sum over p made an (n, n, year, phase) array first.
+    reported_by_receivers = sum(share_in[p, :n, None, None] * received[p] for p in range(n))
+    reported_by_payers = sum(share_out[p, :n, None, None] * paid[p] for p in range(n))
+    own_out = w * share_out[:, :n].sum(axis=1) + share_out[:, n]
+    own_in = (1.0 - w) * share_in[:, :n].sum(axis=1) + share_in[:, n]
+    totals = {"outward": paid * own_out[:, None, None] + (1.0 - w) * reported_by_receivers,
+              "inward": received * own_in[:, None, None] + w * reported_by_payers}
+    return pt.stack([totals[d] for d in DIRECTIONS], axis=2)

@@ -189,3 +189,54 @@ def test_prior_function_from_the_cache_draws_as_a_fresh_one(tmp_path, monkeypatc
     for name in fresh:
         np.testing.assert_array_equal(loaded[name], fresh[name])
     assert not np.array_equal(other_seed["x"], fresh["x"])
+
+
+def test_draws_beyond_one_call_come_in_equal_chunks_of_fresh_draws(monkeypatch):
+    """More draws than CHUNK_DRAWS are drawn by several calls of one function: every draw is
+    kept once, none repeats across calls, the law is the same and the seed fixes the numbers."""
+    import pymc as pm
+    from scipy import stats
+
+    import iff.forward as forward
+
+    with pm.Model() as model:
+        scale = pm.HalfNormal("scale", 2.0)
+        x = pm.Normal("x", mu=np.array([1.0, -3.0]), sigma=np.array([0.5, 2.0]))
+        pm.Deterministic("scaled", x * scale)
+    one_call = forward.forward_draws(model, ["x", "scale", "scaled"], 3_000, seed=4)
+    monkeypatch.setattr(forward, "CHUNK_DRAWS", 700)  # 3,000 draws: 5 calls of 600
+    chunked = forward.forward_draws(model, ["x", "scale", "scaled"], 3_000, seed=4)
+    again = forward.forward_draws(model, ["x", "scale", "scaled"], 3_000, seed=4)
+    for name in chunked:
+        assert chunked[name].shape == one_call[name].shape
+        np.testing.assert_array_equal(chunked[name], again[name])
+    np.testing.assert_allclose(chunked["scaled"], chunked["x"] * chunked["scale"][:, None])
+    assert len(np.unique(chunked["x"][:, 0])) == 3_000  # no call repeated another's draws
+    for j in range(2):
+        assert stats.ks_2samp(chunked["x"][:, j], one_call["x"][:, j]).pvalue > 1e-3
+
+
+def test_normal_priors_drawn_from_one_standard_normal_block_keep_their_law():
+    """Root normal variables are ``loc + scale * z`` with ``z`` slices of one standard normal
+    draw: each keeps its mean and scale, and the variables are independent of one another."""
+    import pymc as pm
+    from scipy import stats
+
+    from iff.forward import forward_draws
+
+    loc = np.array([[0.0, 10.0, -5.0], [2.0, 3.0, 4.0]])
+    scale = np.array([[1.0, 0.1, 3.0], [0.5, 2.0, 1.0]])
+    with pm.Model(coords={"country": ["A", "B"], "year": [1, 2, 3]}) as model:
+        a = pm.Normal("a", mu=loc, sigma=scale, dims=("country", "year"))
+        pm.Normal("b", 0.0, 1.0)
+        pm.Normal("c", mu=a.sum(), sigma=1.0)  # not a root: drawn given its parent
+    out = forward_draws(model, ["a", "b", "c"], 20_000, seed=11)
+    assert out["a"].shape == (20_000, 2, 3) and out["b"].shape == (20_000,)
+    for i, j in np.ndindex(2, 3):
+        z = (out["a"][:, i, j] - loc[i, j]) / scale[i, j]
+        assert stats.kstest(z, "norm").pvalue > 1e-3
+    assert stats.kstest(out["b"], "norm").pvalue > 1e-3
+    assert stats.kstest(out["c"] - out["a"].sum(axis=(1, 2)), "norm").pvalue > 1e-3
+    flat = np.column_stack([out["a"].reshape(20_000, -1), out["b"]])
+    corr = np.corrcoef(flat, rowvar=False)
+    assert np.abs(corr - np.eye(7)).max() < 0.05  # independent blocks, not one reused
