@@ -25,8 +25,8 @@ so that the other variables a run stores (e.g. flows by partner, 18 MB per 1,000
 multi-country demo) are neither computed nor counted.
 Per setup, ``random_values_per_draw`` (elements of the free variables) and
 ``numpy_floor_draws_per_s``: numpy's standard normal values per second divided by it, the rate
-no forward draw of the setup can beat on this machine (every random value costs at least one
-standard normal; nothing else computed).
+of a forward draw of the setup on this machine if each random value cost one standard normal
+(beta and gamma values cost more) and nothing else were computed.
 Target (issue 7): >= 100,000 draws of all flows per second. Writes
 ``benchmarks/results/forward.json``.
 """
@@ -179,9 +179,9 @@ def random_values_per_draw(model) -> int:
 
 
 def numpy_normal_rate(values: int = 10_000_000, repeats: int = 3) -> float:
-    """Standard normal values per second from numpy's default generator (best of repeats): the
-    cheapest random number a forward draw can take, so ``rate / random values per draw`` bounds
-    the draws per second of a setup from above, with nothing else computed."""
+    """Standard normal values per second from numpy's default generator (best of repeats):
+    ``rate / random values per draw`` is the draws per second of a setup if each random value
+    cost one standard normal and nothing else were computed."""
     import numpy as np
 
     rng = np.random.default_rng(0)

@@ -230,9 +230,9 @@ def render_forward(data: dict) -> list[str]:
     if data.get("numpy_standard_normals_per_s"):
         out += [f"numpy's default generator drew {fmt(data['numpy_standard_normals_per_s'])} "
                 "standard normal values per second here. \"numpy's normals alone\" divides it by "
-                "the random values one draw takes: no forward run of the setup can draw faster "
-                "on this machine if each value costs one normal (beta and gamma values cost "
-                "more), with nothing else computed.", ""]
+                "the random values one draw takes: the draws per second of the setup on this "
+                "machine if each value cost one normal (beta and gamma values cost more) and "
+                "nothing else were computed.", ""]
     for s in data.get("setups", []):
         if "error" in s:
             out.append(f"- error: {s['setup']}: {fmt(s['error'].strip().splitlines()[-1])}")

@@ -48,8 +48,9 @@ FORWARD_MODE = "CVM"
 INTERPRETED_MODE = Mode(linker="py", optimizer="minimum_compile")
 COMPILE_FROM_DRAWS = 20_000
 #: Most draws computed by one call; more are drawn in several calls of one function (equal
-#: chunks). Beyond it the arrays of every step outgrow the caches and each draw costs more:
-#: multi-country demo, flows only, 55,000 draws/s at 40,000 draws a call, 30,000 at 400,000.
+#: chunks), which keeps every step's arrays smaller. Multi-country demo, flows only, 400,000
+#: draws: 41,500 draws/s in chunks of 40,000 against 32,000 in one call (one process, medians
+#: of 3); no difference on the single-country demo and three markets.
 CHUNK_DRAWS = 40_000
 
 
@@ -104,7 +105,8 @@ class StandardNormalRV(RandomVariable):
     """Standard normal draws by numpy's ``standard_normal``: no parameters, so no broadcasting.
 
     ``pt.random.normal(0.0, 1.0, size)`` passes its parameters as ``(1,)`` arrays, which sends
-    numpy down its broadcasting path: 27 ns a value against 12 ns here (7.8 million values).
+    numpy down its broadcasting path: 0.21 s against 0.17 s per call of the multi-country demo's
+    forward function at 40,000 draws (7.8 million values; PyTensor's profiler).
     """
 
     name = "standard_normal"
@@ -139,9 +141,10 @@ def _batched_normals(rvs: Sequence[pt.TensorVariable], n: int
     """Root normal variables drawn ``n`` times as ``loc + scale * z``, every ``z`` a block of
     one standard normal draw; normal variables of unknown shape are left out.
 
-    One call of numpy's generator for all of them, with scalar parameters: multi-country demo,
-    234 normal values a draw, 0.11 s per 40,000 draws against 0.20 s drawing each variable with
-    its broadcast parameters. The law is the same; the stream of numbers is not.
+    One call of numpy's generator for all of them, with no parameters to broadcast: on the
+    multi-country demo (194 root normal values a draw, 40,000 draws) 0.17 s a call against about
+    0.25 s drawing each variable with its own parameters (PyTensor's profiler). The law is the
+    same; the stream of numbers is not.
     """
     shapes = {rv: _draw_shape(rv) for rv in rvs if type(rv.owner.op) is NormalRV}
     shapes = {rv: shape for rv, shape in shapes.items() if shape is not None}

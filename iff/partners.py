@@ -167,27 +167,29 @@ def split_by_partner(name: str, flows: pt.TensorVariable, settings: PartnerSetti
     # bilateral[c, p] (run countries, c pays p) = w * payer's estimate + (1 - w) * receiver's,
     # stored as c's outward and p's inward element; with the rest of the world a country keeps
     # its own estimate. Written as one elementwise expression over (country, partner, year,
-    # direction, phase): concatenating and transposing arrays of that size cost twice as much.
+    # direction, phase); concatenating and transposing arrays of that size cost more
+    # (multi-country demo, every variable, 40,000 draws: 3.8 s a call against 3.3 s, medians
+    # of 6 in one process).
     # Both elements of a pair compute payer term + receiver term from the same numbers in the
     # same order, so they are equal to the last bit (compiled code may fuse a multiply-add).
     out_i, in_i = DIRECTIONS.index("outward"), DIRECTIONS.index("inward")
     paid, received = flows[:, :, out_i, :], flows[:, :, in_i, :]  # (country, year, phase)
 
-    def by_country(x: pt.TensorVariable) -> pt.TensorVariable:
+    def along_country(x: pt.TensorVariable) -> pt.TensorVariable:
         return x[:, None, :, None, :]
 
-    def by_partner_(x: pt.TensorVariable) -> pt.TensorVariable:  # rest of the world: 0
+    def along_partner(x: pt.TensorVariable) -> pt.TensorVariable:  # rest of the world: 0
         return pt.concatenate([x, pt.zeros_like(x[:1])], axis=0)[None, :, :, None, :]
 
     is_out = np.array([d == "outward" for d in DIRECTIONS])[None, None, None, :, None]
-    payer_flow = pt.where(is_out, by_country(paid), by_partner_(paid))
-    receiver_flow = pt.where(is_out, by_partner_(received), by_country(received))
+    payer_flow = pt.where(is_out, along_country(paid), along_partner(paid))
+    receiver_flow = pt.where(is_out, along_partner(received), along_country(received))
     payer_w = w * share_out[:, :n]              # (payer, receiver)
     receiver_w = (1.0 - w) * share_in[:, :n]    # (receiver, payer)
-    none = pt.zeros_like(payer_w[:, :1])  # batched with the shares (a constant is not)
+    no_flow = pt.zeros_like(payer_w[:, :1])  # batched with the shares (a constant is not)
     payer_coef = {"outward": pt.concatenate([payer_w, share_out[:, n:]], axis=1),
-                  "inward": pt.concatenate([payer_w.T, none], axis=1)}
-    receiver_coef = {"outward": pt.concatenate([receiver_w.T, none], axis=1),
+                  "inward": pt.concatenate([payer_w.T, no_flow], axis=1)}
+    receiver_coef = {"outward": pt.concatenate([receiver_w.T, no_flow], axis=1),
                      "inward": pt.concatenate([receiver_w, share_in[:, n:]], axis=1)}
 
     def by_direction(coef: dict) -> pt.TensorVariable:  # (country, partner, 1, direction, 1)
