@@ -183,6 +183,8 @@ def forward_draws(model: pm.Model, var_names: Sequence[str], n: int, seed: int
     dict
         ``name -> array`` of shape ``(n, *shape of the variable)``, in the variable's own units.
     """
+    if n < 1:
+        raise ValueError(f"forward_draws needs at least one draw, got n={n}")
     chunks = -(-n // CHUNK_DRAWS)
     size = -(-n // chunks)  # draws per call; the last call's surplus (< chunks) is dropped
     fn, rngs = _prior_function(model, list(var_names), size)

@@ -214,6 +214,8 @@ def test_draws_beyond_one_call_come_in_equal_chunks_of_fresh_draws(monkeypatch):
     assert len(np.unique(chunked["x"][:, 0])) == 3_000  # no call repeated another's draws
     for j in range(2):
         assert stats.ks_2samp(chunked["x"][:, j], one_call["x"][:, j]).pvalue > 1e-3
+    with pytest.raises(ValueError, match="at least one draw"):
+        forward.forward_draws(model, ["x"], 0, seed=4)
 
 
 def test_normal_priors_drawn_from_one_standard_normal_block_keep_their_law():
