@@ -197,20 +197,21 @@ def split_by_partner(name: str, flows: pt.TensorVariable, settings: PartnerSetti
 
     by_partner = (payer_flow * by_direction(payer_coef)
                   + receiver_flow * by_direction(receiver_coef))
-    return by_partner, _country_totals(flows, share_out, share_in, w, n)
+    return by_partner, _country_totals(paid, received, share_out, share_in, w, n)
 
 
-def _country_totals(flows: pt.TensorVariable, share_out: pt.TensorVariable,
-                    share_in: pt.TensorVariable, w: float, n: int) -> pt.TensorVariable:
+def _country_totals(paid: pt.TensorVariable, received: pt.TensorVariable,
+                    share_out: pt.TensorVariable, share_in: pt.TensorVariable, w: float, n: int
+                    ) -> pt.TensorVariable:
     """``by_partner.sum(axis=1)`` of :func:`split_by_partner` without the bilateral array.
 
-    Country flows in closed form, current USD ``(country, year, direction, phase)``: the same
-    sums, added in another order (equal to rounding). Forward Monte Carlo and the deterministics
-    of a NUTS run then need the ``(country, partner, ...)`` arrays only where they are stored,
-    not for the flows (multi-country demo, flows only: see ``benchmarks/bench_forward.py``).
+    ``paid`` and ``received`` are the market's own outward and inward flows ``(country, year,
+    phase)``. Country flows in closed form, current USD ``(country, year, direction, phase)``:
+    the same sums, added in another order (equal to rounding). Forward Monte Carlo and the
+    deterministics of a NUTS run then need the ``(country, partner, ...)`` arrays only where
+    they are stored, not for the flows (multi-country demo, flows only: see
+    ``benchmarks/bench_forward.py``).
     """
-    out_i, in_i = DIRECTIONS.index("outward"), DIRECTIONS.index("inward")
-    paid, received = flows[:, :, out_i, :], flows[:, :, in_i, :]  # (country, year, phase)
     # Receivers' estimates of what each run country paid them, sum_p share_in[p, c] * received[p],
     # and payers' estimates of what each received. Written as a sum of n terms, which PyTensor
     # fuses into one loop; a product and a sum over p made an (n, n, year, phase) array first.
