@@ -214,19 +214,25 @@ def render_forward(data: dict) -> list[str]:
                 rows.append([s["setup"], r["draws"], r["wall_s"], r["draws_per_s"],
                              r.get("load_avg_before"), r["verdict"]])
         m = s.get("marginal_draws_per_s")
-        summary.append([s["setup"], s.get("flow_values_per_draw"),
+        flows = s.get("flows_only_rate", {})
+        fm = flows.get("marginal_draws_per_s")
+        summary.append([s["setup"], s.get("workers", 1), s.get("flow_values_per_draw"),
                         s.get("random_values_per_draw"), s.get("numpy_floor_draws_per_s"),
                         s.get("warmup_s"), s.get("fixed_cost_s"), m,
-                        pass_fail(None if m is None else m >= FORWARD_DRAWS_PER_S)])
+                        pass_fail(None if m is None else m >= FORWARD_DRAWS_PER_S),
+                        flows.get("fixed_cost_s"), fm,
+                        pass_fail(None if fm is None else fm >= FORWARD_DRAWS_PER_S)])
     out += table(["setup", "draws", "wall s", "draws/s", "load (1 min)", "≥ 100,000/s"], rows)
     flows_only = [[s["setup"], r["draws"], r["wall_s"], r["draws_per_s"], r["verdict"]]
                   for s in data.get("setups", []) for r in s.get("flows_only", [])]
     if flows_only:
         out += ["Drawing `flows` alone (no other variable computed or returned):", ""]
         out += table(["setup", "draws", "wall s", "draws/s", "≥ 100,000/s"], flows_only)
-    out += table(["setup", "flow values per draw", "random values per draw",
-                  "numpy's normals alone, draws/s", "first call s (warm-up)",
-                  "fixed cost per call s", "marginal draws/s", "marginal ≥ 100,000/s"], summary)
+    out += table(["setup", "worker processes", "flow values per draw", "random values per draw",
+                  "numpy's normals alone (one process), draws/s", "first call s (warm-up)",
+                  "fixed cost per call s", "marginal draws/s", "marginal ≥ 100,000/s",
+                  "`flows` alone: fixed cost s", "`flows` alone: marginal draws/s",
+                  "`flows` alone: marginal ≥ 100,000/s"], summary)
     if data.get("numpy_standard_normals_per_s"):
         out += [f"numpy's default generator drew {fmt(data['numpy_standard_normals_per_s'])} "
                 "standard normal values per second here. \"numpy's normals alone\" divides it by "

@@ -23,6 +23,7 @@ import xarray as xr
 
 from iff import registry
 from iff.build import BuildContext
+from iff.chunked import usable_cpus
 from iff.config import LoadedConfig
 from iff.diagnostics import Convergence, check_convergence
 from iff.errors import IffInputError, InputProblem
@@ -187,7 +188,8 @@ def sample(plan: RunPlan, model: pm.Model, progressbar: bool | None = None
     progress = s.progressbar if progressbar is None else progressbar
     _quiet_pymc(not progress)
     if plan.method == "forward":
-        prior_ds = forward_dataset(model, s.chains, s.draws, s.seed)
+        prior_ds = forward_dataset(model, s.chains, s.draws, s.seed,
+                                   workers=s.cores or usable_cpus())
         groups = {"posterior": prior_ds, "prior": prior_ds,
                   "sample_stats": xr.Dataset(attrs={"method": "forward Monte Carlo"})}
         return xr.DataTree.from_dict(groups), Convergence(method="forward", passed=True)

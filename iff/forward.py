@@ -33,6 +33,7 @@ from pytensor.tensor.blockwise import Blockwise
 from pytensor.tensor.random.basic import DirichletRV, NormalRV
 from pytensor.tensor.random.op import RandomVariable
 
+from iff.chunked import compute_chunks
 from iff.function_cache import load_or_build, outputs_digest
 
 #: The C virtual machine runs the batched graph ~30x faster than the numba backend here
@@ -104,8 +105,9 @@ def _batched(rv: pt.TensorVariable, n: int) -> pt.TensorVariable:
     size = pt.stack([pt.constant(n, dtype="int64"), *_batch_shape(rv)])
     if isinstance(op, DirichletRV):
         alpha = params[0]
-        g = pt.random.gamma(alpha, scale=1.0, rng=rng,
-                            size=pt.concatenate([size, pt.cast(alpha.shape[-1:], "int64")]))
+        _next_rng, g = pt.random.gamma(
+            alpha, scale=1.0, rng=rng, return_next_rng=True,
+            size=pt.concatenate([size, pt.cast(alpha.shape[-1:], "int64")]))
         return g / g.sum(axis=-1, keepdims=True)
     return op.make_node(rng, size, *params).outputs[1]
 
@@ -147,8 +149,8 @@ def _batched_normals(rvs: Sequence[pt.TensorVariable], n: int
     shapes = [_batch_shape(rv) for rv in normals]
     counts = [pt.prod(pt.stack(shape)) if shape else pt.constant(1, dtype="int64")
               for shape in shapes]
-    z = _standard_normal(size=pt.stack([n * pt.stack(counts).sum()]),
-                         rng=normals[0].owner.inputs[0])
+    z = _standard_normal.make_node(normals[0].owner.inputs[0],
+                                   pt.stack([n * pt.stack(counts).sum()])).outputs[1]
     replace, start = {}, pt.constant(0, dtype="int64")
     for rv, shape, count in zip(normals, shapes, counts, strict=True):
         loc, scale = rv.owner.inputs[2:]
@@ -158,9 +160,9 @@ def _batched_normals(rvs: Sequence[pt.TensorVariable], n: int
     return replace
 
 
-def forward_draws(model: pm.Model, var_names: Sequence[str], n: int, seed: int
-                  ) -> dict[str, np.ndarray]:
-    """Draw ``n`` joint prior samples of free variables and deterministics in one call.
+def forward_draws(model: pm.Model, var_names: Sequence[str], n: int, seed: int,
+                  workers: int = 1) -> dict[str, np.ndarray]:
+    """Draw ``n`` joint prior samples of free variables and deterministics.
 
     Parameters
     ----------
@@ -169,9 +171,13 @@ def forward_draws(model: pm.Model, var_names: Sequence[str], n: int, seed: int
     var_names
         Free random variables and deterministics to return.
     n
-        Number of draws.
+        Number of draws. More than :data:`CHUNK_DRAWS` come in equal chunks, calls of one
+        compiled function.
     seed
-        Random seed (same seed, same draws).
+        Random seed (same seed, same draws, whatever ``workers``).
+    workers
+        Processes drawing the chunks in parallel (:mod:`iff.chunked`; Linux only, elsewhere
+        one). A single chunk is drawn in this process.
 
     Returns
     -------
@@ -182,20 +188,35 @@ def forward_draws(model: pm.Model, var_names: Sequence[str], n: int, seed: int
         raise ValueError(f"forward_draws needs at least one draw, got n={n}")
     chunks = -(-n // CHUNK_DRAWS)
     size = -(-n // chunks)  # draws per call; the last call's surplus (< chunks) is dropped
-    fn, rngs = _prior_function(model, list(var_names), size)
-    # Seed the generators in model order: PyMC's own reseeding follows the order of a graph
-    # traversal, which changed between two builds of the same model (same seed, other draws).
-    reseed_rngs(rngs, seed)
-    first = _with_draw_dim(model, var_names, fn(), size)
+    names = list(var_names)
+    fn, rngs = _prior_function(model, names, size)
+
+    def chunk(i: int) -> dict[str, np.ndarray]:
+        # Each chunk seeded by its index alone, so that the worker count changes no number;
+        # chunk 0 by ``seed`` itself, as a single call. The generators are seeded in model
+        # order: PyMC's own reseeding follows a graph traversal, whose order changed between
+        # two builds of the same model (same seed, other draws).
+        reseed_rngs(rngs, seed if i == 0 else [seed, i])
+        return _with_draw_dim(model, names, fn(), size)
+
     if chunks == 1:
-        return first
-    out = {name: np.empty((n, *v.shape[1:]), dtype=v.dtype) for name, v in first.items()}
-    for i in range(chunks):
-        part = first if i == 0 else _with_draw_dim(model, var_names, fn(), size)
-        stop = min(n, (i + 1) * size)
-        for name, value in part.items():
-            out[name][i * size:stop] = value[:stop - i * size]
-    return out
+        return chunk(0)
+    out = compute_chunks(chunk, chunks, size, _draw_layout(model, names, fn), workers)
+    return {name: value[:n] for name, value in out.items()}
+
+
+def _draw_layout(model: pm.Model, names: Sequence[str], fn: Any
+                 ) -> dict[str, tuple[tuple[int, ...], np.dtype]] | None:
+    """Shape of one draw and dtype of each output of ``fn``, from its static types; ``None``
+    if a shape is not static or an output has no draw dim (a constant)."""
+    layout = {}
+    # the outputs asked for come first, the generators' updates after them
+    for name, var in zip(names, fn.maker.fgraph.outputs[:len(names)], strict=True):
+        shape = var.type.shape
+        if len(shape) != model[name].ndim + 1 or any(d is None for d in shape[1:]):
+            return None
+        layout[name] = (tuple(int(d) for d in shape[1:]), np.dtype(var.type.dtype))
+    return layout
 
 
 def _prior_function(model: pm.Model, var_names: list[str], n: int) -> tuple[Any, list[Any]]:
@@ -269,14 +290,16 @@ def _with_draw_dim(model: pm.Model, names: Sequence[str], outputs: Sequence, n: 
     return values
 
 
-def forward_dataset(model: pm.Model, chains: int, draws: int, seed: int) -> xr.Dataset:
+def forward_dataset(model: pm.Model, chains: int, draws: int, seed: int, workers: int = 1
+                    ) -> xr.Dataset:
     """Forward draws of every free variable and deterministic as a ``(chain, draw, ...)`` dataset.
 
     The ``chains x draws`` independent draws are split into chains only so that the results have
-    the same layout as a NUTS run.
+    the same layout as a NUTS run. ``workers``: processes drawing them (:func:`forward_draws`).
     """
     names = [v.name for v in model.free_RVs] + [d.name for d in model.deterministics]
-    return _to_dataset(model, forward_draws(model, names, chains * draws, seed), chains, draws)
+    return _to_dataset(model, forward_draws(model, names, chains * draws, seed, workers),
+                       chains, draws)
 
 
 def deterministics_from_draws(model: pm.Model, posterior: xr.Dataset) -> xr.Dataset:

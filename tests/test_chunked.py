@@ -1,0 +1,91 @@
+"""Chunks of forward draws in worker processes: the same numbers as one process, failures loud."""
+
+from __future__ import annotations
+
+import mmap
+import os
+import signal
+
+import numpy as np
+import pytest
+
+from iff.chunked import can_fork, compute_chunks
+
+needs_fork = pytest.mark.skipif(not can_fork(), reason="worker processes need fork (Linux)")
+
+
+def _in_shared_memory(a: np.ndarray) -> bool:
+    while isinstance(a, np.ndarray) and a.base is not None:
+        a = a.base
+    return isinstance(a, memoryview) and isinstance(a.obj, mmap.mmap)
+
+
+def _chunk(i: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng([3, i])
+    return {"x": rng.normal(size=(50, 2, 3)), "k": np.full((50,), i, dtype="int64")}
+
+
+@needs_fork
+@pytest.mark.parametrize("layout", [None, {"x": ((2, 3), np.dtype("float64")),
+                                           "k": ((), np.dtype("int64"))}])
+def test_chunks_from_worker_processes_equal_those_of_one_process(layout):
+    one = compute_chunks(_chunk, 7, 50, layout, workers=1)
+    many = compute_chunks(_chunk, 7, 50, layout, workers=3)
+    assert _in_shared_memory(many["x"]) and not _in_shared_memory(one["x"])
+    for name in one:
+        np.testing.assert_array_equal(one[name], many[name])
+    np.testing.assert_array_equal(many["k"], np.repeat(np.arange(7), 50))  # each chunk in place
+
+
+@needs_fork
+def test_a_failing_worker_raises_and_returns_nothing(capfd):
+    def broken(i: int) -> dict[str, np.ndarray]:
+        if i == 4:
+            raise ValueError("chunk 4 cannot be drawn")
+        return _chunk(i)
+
+    with pytest.raises(RuntimeError, match=r"1 of 2 worker processes .* failed \(exit codes \[1\]"):
+        compute_chunks(broken, 6, 50, None, workers=2)
+    assert "chunk 4 cannot be drawn" in capfd.readouterr().err  # the worker's traceback
+
+
+@needs_fork
+def test_a_killed_worker_raises():
+    def killed(i: int) -> dict[str, np.ndarray]:
+        if i == 3:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return _chunk(i)
+
+    with pytest.raises(RuntimeError, match=rf"exit codes \[-{int(signal.SIGKILL)}\]"):
+        compute_chunks(killed, 6, 50, None, workers=2)
+
+
+def test_workers_below_one_are_refused():
+    with pytest.raises(ValueError, match="at least 1"):
+        compute_chunks(_chunk, 2, 50, None, workers=0)
+
+
+@needs_fork
+def test_forward_draws_in_worker_processes_are_those_of_one_process(monkeypatch):
+    """Same model, seed and draws: the worker count changes no number, a constant output (no
+    draw dim) included, and each chunk draws fresh numbers."""
+    import pymc as pm
+    import pytensor.tensor as pt
+
+    import iff.forward as forward
+
+    with pm.Model() as model:
+        scale = pm.HalfNormal("scale", 2.0)
+        x = pm.Normal("x", mu=np.array([1.0, -3.0]), sigma=np.array([0.5, 2.0]))
+        pm.Deterministic("scaled", x * scale)
+        pm.Deterministic("fixed", pt.as_tensor(np.array([1.0, 2.0])))
+    monkeypatch.setattr(forward, "CHUNK_DRAWS", 700)  # 3,000 draws: 5 calls of 600
+    for names in (["x", "scale", "scaled"], ["x", "fixed"]):  # static layout; chunk 0 first
+        one = forward.forward_draws(model, names, 3_000, seed=4, workers=1)
+        two = forward.forward_draws(model, names, 3_000, seed=4, workers=2)
+        assert _in_shared_memory(two["x"])
+        for name in names:
+            assert two[name].shape == one[name].shape
+            np.testing.assert_array_equal(two[name], one[name])
+    assert len(np.unique(two["x"][:, 0])) == 3_000
+    np.testing.assert_array_equal(two["fixed"], np.tile([1.0, 2.0], (3_000, 1)))
