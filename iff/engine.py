@@ -197,7 +197,8 @@ def sample(plan: RunPlan, model: pm.Model, progressbar: bool | None = None
     # Both the prior group and the deterministics are computed vectorised, all draws in one call
     # with no compile (iff.forward): per-draw compiled functions cost ~3 s warm and ~30 s cold
     # on the demo.
-    prior_ds = forward_dataset(model, s.chains, s.draws, s.seed)
+    prior_ds = forward_dataset(model, s.chains, s.draws, s.seed,
+                               workers=s.cores or usable_cpus())
     kwargs: dict[str, Any] = {}
     if s.nuts_sampler == "nutpie":
         kwargs["nuts"] = {"adaptation": "low_rank" if s.mass_matrix == "low_rank" else "diag"}
