@@ -84,14 +84,14 @@ def compute_chunks(compute: Callable[[int], Mapping[str, np.ndarray]], chunks: i
     """
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
-    workers = min(workers, chunks) if can_fork() else 1
     todo: Sequence[int] = range(chunks)
     first = None
     if layout is None:
         first = compute(0)
         layout = {name: (v.shape[1:], v.dtype) for name, v in first.items()}
         todo = range(1, chunks)
-    empty = shared_empty if workers > 1 and len(todo) > 1 else np.empty
+    workers = min(workers, len(todo)) if can_fork() else 1
+    empty = shared_empty if workers > 1 else np.empty
     out = {name: empty((chunks * size, *shape), dtype) for name, (shape, dtype) in layout.items()}
     if first is not None:
         _store(out, first, 0, size)
