@@ -9,7 +9,7 @@ writes its chunks straight into the result arrays, which live in anonymous share
 Measured on the multi-country demo, ``flows`` only, 400,000 draws in 10 chunks of one compiled
 function, on this project's two-core machine: one process 49,000-55,000 draws/s; two forked
 processes whose OpenBLAS kept its own threads only 1.1-1.2x that (its idle threads spin on the
-core the other process needs); two with BLAS limited to one thread each 83,000-101,000 (three
+core the other process needs); two with BLAS limited to one thread each 83,000-102,000 (three
 runs). Workers therefore run with one BLAS thread.
 """
 
@@ -117,9 +117,9 @@ def _run_in_processes(compute: Callable[[int], Mapping[str, np.ndarray]],
                  for share in shares]
     try:
         with warnings.catch_warnings():
-            # Python 3.12 warns on any fork of a process with threads (here OpenBLAS's idle
-            # pool, whose fork handlers reset it). The child runs numpy and compiled C alone,
-            # takes no lock another thread may hold, and leaves by os._exit.
+            # Python 3.12 warns on any fork of a process with threads. Here they are
+            # OpenBLAS's idle pool, which OpenBLAS's own fork handler resets in the child; the
+            # child runs numpy, threadpoolctl and compiled C, and leaves by os._exit.
             warnings.simplefilter("ignore", DeprecationWarning)
             for process in processes:
                 process.start()

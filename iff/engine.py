@@ -187,9 +187,9 @@ def sample(plan: RunPlan, model: pm.Model, progressbar: bool | None = None
     s = plan.config.sampler
     progress = s.progressbar if progressbar is None else progressbar
     _quiet_pymc(not progress)
+    workers = s.cores or usable_cpus()  # processes drawing forward chunks (iff.chunked)
     if plan.method == "forward":
-        prior_ds = forward_dataset(model, s.chains, s.draws, s.seed,
-                                   workers=s.cores or usable_cpus())
+        prior_ds = forward_dataset(model, s.chains, s.draws, s.seed, workers)
         groups = {"posterior": prior_ds, "prior": prior_ds,
                   "sample_stats": xr.Dataset(attrs={"method": "forward Monte Carlo"})}
         return xr.DataTree.from_dict(groups), Convergence(method="forward", passed=True)
@@ -197,8 +197,7 @@ def sample(plan: RunPlan, model: pm.Model, progressbar: bool | None = None
     # Both the prior group and the deterministics are computed vectorised, all draws in one call
     # with no compile (iff.forward): per-draw compiled functions cost ~3 s warm and ~30 s cold
     # on the demo.
-    prior_ds = forward_dataset(model, s.chains, s.draws, s.seed,
-                               workers=s.cores or usable_cpus())
+    prior_ds = forward_dataset(model, s.chains, s.draws, s.seed, workers)
     kwargs: dict[str, Any] = {}
     if s.nuts_sampler == "nutpie":
         kwargs["nuts"] = {"adaptation": "low_rank" if s.mass_matrix == "low_rank" else "diag"}
