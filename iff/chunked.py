@@ -20,6 +20,7 @@ import ctypes
 import mmap
 import multiprocessing
 import os
+import signal
 import sys
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -29,8 +30,9 @@ import numpy as np
 #: ``name -> (shape of one draw, dtype)`` of every array a chunk returns.
 Layout = Mapping[str, tuple[tuple[int, ...], np.dtype]]
 
-#: glibc's ``mallopt`` parameters (malloc.h).
+#: glibc's ``mallopt`` parameters (malloc.h) and Linux's ``prctl`` option (linux/prctl.h).
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_MAX = -1, -2, -4
+_PR_SET_PDEATHSIG = 1
 
 
 def usable_cpus() -> int:
@@ -113,8 +115,8 @@ def _run_in_processes(compute: Callable[[int], Mapping[str, np.ndarray]],
                       shares: list[Sequence[int]], out: dict[str, np.ndarray], size: int) -> None:
     """Each share of chunk indices computed by one forked process; this one waits."""
     context = multiprocessing.get_context("fork")
-    processes = [context.Process(target=_worker, args=(compute, share, out, size), daemon=True)
-                 for share in shares]
+    processes = [context.Process(target=_worker, args=(compute, share, out, size, os.getpid()),
+                                 daemon=True) for share in shares]
     try:
         with warnings.catch_warnings():
             # Python 3.12 warns on any fork of a process with threads. Here they are
@@ -138,13 +140,24 @@ def _run_in_processes(compute: Callable[[int], Mapping[str, np.ndarray]],
 
 
 def _worker(compute: Callable[[int], Mapping[str, np.ndarray]], share: Sequence[int],
-            out: dict[str, np.ndarray], size: int) -> None:
+            out: dict[str, np.ndarray], size: int, parent: int) -> None:
     from threadpoolctl import threadpool_limits
 
+    _die_with_parent(parent)
     _keep_freed_memory()
     with threadpool_limits(1):
         for i in share:
             _store(out, compute(i), i, size)
+
+
+def _die_with_parent(parent: int) -> None:
+    """Have the kernel kill this worker when its parent dies, so that a run killed mid-draw
+    leaves no worker drawing on (Linux ``PR_SET_PDEATHSIG``); exit at once if the parent died
+    before this was set."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 def _keep_freed_memory() -> None:

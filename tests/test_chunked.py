@@ -89,3 +89,45 @@ def test_forward_draws_in_worker_processes_are_those_of_one_process(monkeypatch)
             np.testing.assert_array_equal(two[name], one[name])
     assert len(np.unique(two["x"][:, 0])) == 3_000
     np.testing.assert_array_equal(two["fixed"], np.tile([1.0, 2.0], (3_000, 1)))
+
+
+def _gone(pid: int) -> bool:
+    """No such process, or a zombie waiting to be reaped (it draws nothing more)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+@needs_fork
+def test_workers_die_with_a_killed_run(tmp_path):
+    """A run killed while its workers draw leaves no worker drawing on."""
+    import subprocess
+    import sys
+    import time
+
+    script = (
+        "import os, time\n"
+        "import numpy as np\n"
+        "from iff.chunked import compute_chunks\n"
+        "def slow(i):\n"
+        f"    open(os.path.join({str(tmp_path)!r}, f'worker-{{os.getpid()}}'), 'w').close()\n"
+        "    time.sleep(120)\n"
+        "    return {'x': np.zeros(5)}\n"
+        "compute_chunks(slow, 4, 5, {'x': ((), np.dtype('float64'))}, workers=2)\n")
+    run = subprocess.Popen([sys.executable, "-c", script])
+    deadline = time.monotonic() + 60
+    while len(list(tmp_path.glob("worker-*"))) < 2:
+        assert run.poll() is None and time.monotonic() < deadline, "workers did not start"
+        time.sleep(0.1)
+    pids = [int(p.name.split("-")[1]) for p in tmp_path.glob("worker-*")]
+    run.kill()
+    run.wait()
+    deadline = time.monotonic() + 10
+    while not all(_gone(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = [pid for pid in pids if not _gone(pid)]
+    for pid in left:  # not to leave them sleeping if this fails
+        os.kill(pid, signal.SIGKILL)
+    assert not left
