@@ -74,8 +74,8 @@ class SamplerConfig(Strict):
     chains: int = Field(4, ge=1, description="Independent chains (>= 2 for R-hat).")
     cores: int | None = Field(
         None, ge=1, description="Parallel chains (PyMC sampler, numpyro, nutpie_backend numba), "
-        "default min(chains, CPUs); forward Monte Carlo: processes drawing its chunks of 40,000 "
-        "draws, default the CPUs.")
+        "default min(chains, CPUs); forward Monte Carlo: processes drawing its chunks of at most "
+        "40,000 draws, default the CPUs.")
     target_accept: float = Field(0.9, gt=0.5, lt=1.0, description="NUTS target acceptance.")
     seed: int = Field(ge=0, le=2**32 - 1, description="Integer random seed (0 to 2^32 - 1); "
                       "the same seed gives the same numbers.")
