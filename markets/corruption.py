@@ -79,6 +79,7 @@ from pydantic import Field
 from iff.build import BuildContext, as_prior, take_rows
 from iff.config import ISO3, Strict
 from iff.errors import InputProblem
+from iff.flows import flow_array
 from iff.market import (
     Market,
     MarketInfo,
@@ -420,10 +421,8 @@ class CorruptionMarket(Market):
                 ctx, "share_grand_abroad")[:, None] * grand_usd
         generation = pt.stack([inward_gen, outward_gen], axis=-1)  # (country, year, direction)
         generation = self._drug_overlap(ctx, generation, det)
-        zeros = pt.zeros_like(outward_mgmt)
-        inward = pt.stack([generation[..., 0], zeros], axis=-1)
-        outward = pt.stack([generation[..., 1], outward_mgmt], axis=-1)
-        return MarketInfo(flows=pt.stack([inward, outward], axis=-2))
+        return MarketInfo(flows=flow_array(generation[..., 0], pt.zeros_like(outward_mgmt),
+                                           generation[..., 1], outward_mgmt))
 
     def _drug_overlap(self, ctx: BuildContext, generation: pt.TensorVariable,
                       det) -> pt.TensorVariable:

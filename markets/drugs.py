@@ -44,6 +44,7 @@ from pydantic import Field, model_validator
 from iff.build import BuildContext, as_prior, take_rows
 from iff.config import ISO3, Strict
 from iff.errors import InputProblem
+from iff.flows import flow_array
 from iff.market import (
     Market,
     MarketInfo,
@@ -346,11 +347,9 @@ class DrugsMarket(Market):
         domestic_value = det("domestic_value", consumed * price[s.domestic_valuation], DCY, usd)
         abroad = self._param(ctx, "share_income_abroad")[:, :, None]
         invested = self._param(ctx, "share_nonresident_invested")[:, :, None]
-        # (drug, country, year, direction, phase) with direction = [inward, outward] and
-        # phase = [generation, management].
-        inward = pt.stack([export_value, invested * import_value], axis=-1)
-        outward = pt.stack([import_value, abroad * (export_value + domestic_value)], axis=-1)
-        by_drug = det("flows_by_drug", pt.stack([inward, outward], axis=-2),
+        by_drug = det("flows_by_drug",
+                      flow_array(export_value, invested * import_value,
+                                 import_value, abroad * (export_value + domestic_value)),
                       (*DCY, "direction", "phase"), "USD/year (current)")
         return MarketInfo(flows=by_drug.sum(axis=0))
 

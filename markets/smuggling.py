@@ -41,6 +41,7 @@ import pymc as pm
 import pytensor.tensor as pt
 
 from iff.build import BuildContext, take_rows
+from iff.flows import flow_array
 from iff.market import (
     Market,
     MarketInfo,
@@ -227,6 +228,4 @@ class SmugglingMarket(Market):
         resident_revenue = type_2 + revenue[..., res] * s_res[..., res]
         m = self._param(ctx, "share_income_abroad")[:, None]
         v = self._param(ctx, "share_nonresident_invested")[:, None]
-        inward = pt.stack([type_2, v * type_3], axis=-1)
-        outward = pt.stack([type_3, m * resident_revenue], axis=-1)
-        return MarketInfo(flows=pt.stack([inward, outward], axis=-2))
+        return MarketInfo(flows=flow_array(type_2, v * type_3, type_3, m * resident_revenue))

@@ -41,6 +41,7 @@ from pydantic import Field
 from iff.build import BuildContext, as_prior, take_rows
 from iff.config import ISO3, Strict
 from iff.errors import InputProblem
+from iff.flows import flow_array
 from iff.market import (
     Market,
     MarketInfo,
@@ -222,8 +223,8 @@ class TheftMarket(Market):
         s_v = self._param(ctx, "share_nonresident_invested")[:, :, None]
         inward_gen = s_i * proceeds
         outward_gen = (1 - s_i) * s_o * proceeds
-        inward = pt.stack([inward_gen, s_v * outward_gen], axis=-1)
-        outward = pt.stack([outward_gen, s_a * (proceeds - outward_gen)], axis=-1)
-        by_crime = det("flows_by_crime", pt.stack([inward, outward], axis=-2),
+        by_crime = det("flows_by_crime",
+                       flow_array(inward_gen, s_v * outward_gen,
+                                  outward_gen, s_a * (proceeds - outward_gen)),
                        (*KCY, "direction", "phase"), USD)
         return MarketInfo(flows=by_crime.sum(axis=0))

@@ -44,6 +44,7 @@ from pydantic import Field
 from iff.build import BuildContext, take_rows
 from iff.config import ISO3
 from iff.errors import IffInputError, InputProblem
+from iff.flows import flow_array
 from iff.market import (
     Market,
     MarketInfo,
@@ -239,9 +240,8 @@ class TraffickingMarket(Market):
         a = self._param(ctx, "proceeds_abroad_ratio")[:, None]
         m = self._param(ctx, "share_income_abroad")[:, None]
         v = self._param(ctx, "share_nonresident_invested")[:, None]
-        inward = pt.stack([a * proceeds, v * n * proceeds], axis=-1)
-        outward = pt.stack([n * proceeds, m * (1 - n + a) * proceeds], axis=-1)
-        return MarketInfo(flows=pt.stack([inward, outward], axis=-2))
+        return MarketInfo(flows=flow_array(a * proceeds, v * n * proceeds,
+                                           n * proceeds, m * (1 - n + a) * proceeds))
 
     def _victims(self, ctx: BuildContext) -> pt.TensorVariable:
         """Victims (country, year): MSE where a list table is given, else the prior, measured

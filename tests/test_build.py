@@ -28,3 +28,15 @@ def test_take_rows_gives_what_indexing_by_the_arrays_gives(rows, advanced):
     np.testing.assert_array_equal(taken.eval({x: values}), values[idx])
     ops = [v.owner.op for v in ancestors([taken]) if v.owner is not None]
     assert any(type(op).__name__.startswith("Advanced") for op in ops) == advanced
+
+
+def test_flow_array_puts_each_part_at_its_direction_and_phase():
+    from iff.flows import DIRECTIONS, PHASES, flow_array
+
+    rng = np.random.default_rng(3)
+    parts = {(d, p): rng.random(SHAPE) for d in DIRECTIONS for p in PHASES}
+    flows = flow_array(parts["inward", "generation"], parts["inward", "management"],
+                       parts["outward", "generation"], parts["outward", "management"]).eval()
+    assert flows.shape == (*SHAPE, len(DIRECTIONS), len(PHASES))
+    for (d, p), value in parts.items():
+        np.testing.assert_array_equal(flows[..., DIRECTIONS.index(d), PHASES.index(p)], value)
