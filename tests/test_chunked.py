@@ -143,6 +143,15 @@ def test_a_forward_run_in_worker_processes_publishes_the_same_summary(tmp_path, 
     from iff import load_config, load_results, run
 
     monkeypatch.setattr(forward, "CHUNK_DRAWS", 700)  # 4 x 500 draws: 3 chunks of 667
+    compute_chunks = forward.compute_chunks
+
+    def spy(compute, chunks, size, layout, workers):
+        def tagged(i):  # a file names the process that drew chunk i (workers can write it)
+            (tmp_path / f"chunk{i}-pid{os.getpid()}").touch()
+            return compute(i)
+        return compute_chunks(tagged, chunks, size, layout, workers)
+
+    monkeypatch.setattr(forward, "compute_chunks", spy)
     summaries = {}
     for cores in (1, 2):
         cfg = tmp_path / f"cores{cores}.yaml"
@@ -153,6 +162,19 @@ def test_a_forward_run_in_worker_processes_publishes_the_same_summary(tmp_path, 
                         "progressbar": False}}))
         run(load_config(cfg), out=tmp_path / f"out{cores}")
         summaries[cores] = (tmp_path / f"out{cores}" / "summary.csv").read_bytes()
+        tags = list(tmp_path.glob("chunk*-pid*"))
+        pid_of = {t.name.split("-")[0]: int(t.name.split("pid")[1]) for t in tags}
+        assert sorted(pid_of) == ["chunk0", "chunk1", "chunk2"] and len(tags) == 3
+        # chunk 0 is drawn here (its shapes are not static: it gives the layout); with two
+        # cores, chunks 1 and 2 are drawn by two worker processes
+        workers = {pid_of["chunk1"], pid_of["chunk2"]}
+        assert pid_of["chunk0"] == os.getpid()
+        if cores == 1:
+            assert workers == {os.getpid()}
+        else:
+            assert len(workers) == 2 and os.getpid() not in workers
+        for t in tags:
+            t.unlink()
     assert summaries[1] == summaries[2]
     flows = load_results(tmp_path / "out2")["posterior"]["flows"]
     assert flows.sizes["chain"] == 4 and flows.sizes["draw"] == 500
