@@ -221,4 +221,6 @@ def _country_totals(paid: pt.TensorVariable, received: pt.TensorVariable,
     own_in = (1.0 - w) * share_in[:, :n].sum(axis=1) + share_in[:, n]
     totals = {"outward": paid * own_out[:, None, None] + (1.0 - w) * reported_by_receivers,
               "inward": received * own_in[:, None, None] + w * reported_by_payers}
-    return pt.stack([totals[d] for d in DIRECTIONS], axis=2)
+    # stacked along a leading axis, then moved into place: whole blocks copied (see
+    # iff.flows.flow_array)
+    return pt.moveaxis(pt.stack([totals[d] for d in DIRECTIONS]), 0, 2)

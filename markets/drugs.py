@@ -347,11 +347,13 @@ class DrugsMarket(Market):
         domestic_value = det("domestic_value", consumed * price[s.domestic_valuation], DCY, usd)
         abroad = self._param(ctx, "share_income_abroad")[:, :, None]
         invested = self._param(ctx, "share_nonresident_invested")[:, :, None]
-        by_drug = det("flows_by_drug",
-                      flow_array(export_value, invested * import_value,
-                                 import_value, abroad * (export_value + domestic_value)),
-                      (*DCY, "direction", "phase"), "USD/year (current)")
-        return MarketInfo(flows=by_drug.sum(axis=0))
+        parts = (export_value, invested * import_value,
+                 import_value, abroad * (export_value + domestic_value))
+        det("flows_by_drug", flow_array(*parts), (*DCY, "direction", "phase"),
+            "USD/year (current)")
+        # summed over drugs part by part, so that forward draws of the flows alone skip the
+        # (drug, ..., direction, phase) array
+        return MarketInfo(flows=flow_array(*(part.sum(axis=0) for part in parts)))
 
     def _measure_demand(self, ctx: BuildContext, rows: pd.DataFrame, consumed, purity_of) -> None:
         """Users x grams per user measure consumption (street kg at retail purity).

@@ -223,8 +223,8 @@ class TheftMarket(Market):
         s_v = self._param(ctx, "share_nonresident_invested")[:, :, None]
         inward_gen = s_i * proceeds
         outward_gen = (1 - s_i) * s_o * proceeds
-        by_crime = det("flows_by_crime",
-                       flow_array(inward_gen, s_v * outward_gen,
-                                  outward_gen, s_a * (proceeds - outward_gen)),
-                       (*KCY, "direction", "phase"), USD)
-        return MarketInfo(flows=by_crime.sum(axis=0))
+        parts = (inward_gen, s_v * outward_gen, outward_gen, s_a * (proceeds - outward_gen))
+        det("flows_by_crime", flow_array(*parts), (*KCY, "direction", "phase"), USD)
+        # summed over crimes part by part, so that forward draws of the flows alone skip the
+        # (crime, ..., direction, phase) array
+        return MarketInfo(flows=flow_array(*(part.sum(axis=0) for part in parts)))
