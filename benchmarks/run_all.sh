@@ -4,9 +4,9 @@
 #     benchmarks/run_all.sh [--quick]
 #
 # Run it on an otherwise idle machine: every JSON records the load average, and other processes
-# inflate every time. Total on an idle 2-core machine: about 75-100 minutes (estimated from the
-# parts: samplers ~35-45 min, scaling ~15 min, 30-country run ~7 min, demo ~3 min, sweep
-# ~8 min, MSE ~3 min, forward ~3 min). --quick skips the two longest (30-country run and scaling).
+# inflate every time. Total on a 2-core machine: about 55 minutes (2026-11-30: --quick took
+# 38.6 min, of which samplers 31.4, demo 3.3, sweep 2.0, forward 1.0 and MSE 0.9; then the
+# 30-country run 6.0 min and scaling 10.9). --quick skips those two (30-country run and scaling).
 # A benchmark that fails is reported and the others still run; the exit status is 1 if any did.
 set -u
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

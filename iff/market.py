@@ -9,7 +9,8 @@ A market is a subclass of :class:`Market`. It declares
   prior per declared parameter is added automatically).
 
 ``build`` adds the market's variables to the shared PyMC model and returns its flows, a tensor
-with dims ``(country, year, direction, phase)`` in current USD.
+with dims ``(country, year, direction, phase)`` in current USD, laid out from its four parts by
+:func:`iff.flows.flow_array`.
 """
 
 from __future__ import annotations
