@@ -136,7 +136,7 @@ def test_workers_die_with_a_killed_run(tmp_path):
 @needs_fork
 def test_a_forward_run_in_worker_processes_publishes_the_same_summary(tmp_path, monkeypatch):
     """A whole run (results written and read back): ``sampler.cores`` 2 and 1 give byte-identical
-    summaries when the draws come in several chunks."""
+    summaries when the draws come in several chunks, and with 2 worker processes draw them."""
     import yaml
 
     import iff.forward as forward
