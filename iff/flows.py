@@ -20,7 +20,7 @@ def flow_array(inward_generation: pt.TensorVariable, inward_management: pt.Tenso
                outward_generation: pt.TensorVariable, outward_management: pt.TensorVariable
                ) -> pt.TensorVariable:
     """A market's flows ``(..., direction, phase)`` from its four parts, each ``(...)`` in
-    current USD (same shape).
+    current USD (same shape), in the order of :data:`DIRECTIONS` and :data:`PHASES`.
 
     The parts are stacked along new leading axes, which copies whole blocks, and the two axes
     are then moved last (a view); stacking phases and then directions along the last axes
