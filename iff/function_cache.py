@@ -41,6 +41,8 @@ from pytensor.graph.basic import Constant, Variable
 from pytensor.graph.traversal import toposort
 from pytensor.tensor.sharedvar import SharedVariable
 
+from iff import march_flags
+
 _log = logging.getLogger(__name__)
 
 
@@ -157,7 +159,18 @@ def load_or_build[T](key: str, build: Callable[[], T]) -> T:
         Hex digest naming the entry (see :func:`model_digest`).
     build
         Makes the object (compiled PyTensor functions) on a miss; it must pickle.
+
+    Compiled C loads and compiles with the ``-march`` flags another process kept
+    (:mod:`iff.march_flags`), and flags this process detected are kept for the next.
     """
+    march_flags.reuse()  # C functions load without running g++ to detect them
+    try:
+        return _load_or_build(key, build)
+    finally:
+        march_flags.keep()
+
+
+def _load_or_build[T](key: str, build: Callable[[], T]) -> T:
     folder = cache_dir()
     path = folder / f"{key}.pkl"
     if path.exists():
