@@ -36,7 +36,8 @@ COMMANDS = {
     "sbc.json": "python benchmarks/bench_sbc.py",
 }
 #: Order of sections (others follow alphabetically).
-ORDER = ["samplers.json", "forward.json", "demo_and_samplers.json", "scaling.json",
+ORDER = ["samplers.json", "forward.json", "first_load.json", "demo_and_samplers.json",
+         "scaling.json",
          "multicountry.json", "multicountry_nutpie_low_rank.json", "sweep.json",
          "mse_reference.json", "sbc.json"]
 #: Issue 7 speed targets (2 cores).
@@ -403,6 +404,8 @@ def render_generic(data: Any) -> list[str]:
 RENDERERS = {
     "samplers.json": ("NUTS samplers on every market model", render_samplers),
     "forward.json": ("Forward Monte Carlo throughput", render_forward),
+    "first_load.json": ("First load of a compiled function in a fresh process",
+                        render_generic),
     "demo_and_samplers.json": ("Demo end to end and samplers on the demo",
                                render_demo_and_samplers),
     "scaling.json": ("Scaling with countries and years", render_scaling),

@@ -6,7 +6,8 @@
 # Run it on an otherwise idle machine: every JSON records the load average, and other processes
 # inflate every time. Total on a 2-core machine: about 55 minutes (2026-11-30: --quick took
 # 38.6 min, of which samplers 31.4, demo 3.3, sweep 2.0, forward 1.0 and MSE 0.9; then the
-# 30-country run 6.0 min and scaling 10.9). --quick skips those two (30-country run and scaling).
+# 30-country run 6.0 min and scaling 10.9; first_load, added since, took 0.5 min alone).
+# --quick skips the 30-country run and scaling.
 # A benchmark that fails is reported and the others still run; the exit status is 1 if any did.
 set -u
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -29,6 +30,7 @@ step() {
 total=$SECONDS
 step samplers "$PY" benchmarks/bench_samplers.py
 step forward "$PY" benchmarks/bench_forward.py
+step first_load "$PY" benchmarks/bench_first_load.py
 step demo "$PY" benchmarks/bench_demo_and_samplers.py --repeats 2
 step mse "$PY" benchmarks/bench_mse.py
 step sweep "$PY" benchmarks/bench_sweep.py

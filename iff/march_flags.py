@@ -4,10 +4,11 @@ PyTensor compiles its C code with the flags ``g++ -march=native`` stands for, an
 in every process that compiles or loads compiled C (its cache keys include them) by running
 g++ twice: 0.35-0.36 s of each fresh process on this project's machine (three runs of
 ``GCC_compiler.compile_args()``). The first load of the multi-country demo's forward
-function from the cache in a fresh process took a median of 0.96 s with the flags kept, 1.24 s
-without (four paired processes). Here the flags a process detected are kept in the compile
-directory, keyed by what they depend on (the CPU's model and feature flags, the compiler binary,
-PyTensor's version), and later processes set them before PyTensor would detect them again.
+function from the cache in a fresh process took a median of 0.88 s with the flags kept, 1.10 s
+without (``benchmarks/bench_first_load.py``, four paired processes). Here the flags a process
+detected are kept in the compile directory, keyed by what they depend on (the CPU's model and
+feature flags, the compiler binary, PyTensor's version), and later processes set them before
+PyTensor would detect them again.
 
 A compile directory shared by machines with other CPUs (e.g. on NFS) gets one entry per CPU.
 Nothing is kept where the CPU cannot be identified (no ``/proc/cpuinfo``), or where the user
