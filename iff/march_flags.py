@@ -87,9 +87,10 @@ def reuse() -> None:
 
 def keep() -> None:
     """Write the flags this process detected to this machine's file (whole, by renaming a
-    temporary file), if there is none yet."""
+    temporary file), if there is none yet. No flags (PyTensor's answer when g++ failed) are not
+    kept: a failure that passes would otherwise leave every later process without them."""
     flags = GCC_compiler.march_flags
-    if flags is None:
+    if not flags:
         return
     path = _entry()
     if path is None or path.exists():

@@ -73,11 +73,14 @@ def test_an_unreadable_entry_leaves_the_flags_to_pytensor(tmp_path, monkeypatch,
     assert GCC_compiler.march_flags is None
 
 
-def test_an_entry_is_not_rewritten_and_flags_detected_elsewhere_are_kept(tmp_path, monkeypatch):
+def test_only_detected_flags_are_kept_and_an_entry_is_not_rewritten(tmp_path, monkeypatch):
     entry = tmp_path / "sub" / "flags.json"
     monkeypatch.setattr(march_flags, "_entry", lambda: entry)
     monkeypatch.setattr(GCC_compiler, "march_flags", None)
     march_flags.keep()  # nothing detected: nothing written
+    assert not entry.exists()
+    monkeypatch.setattr(GCC_compiler, "march_flags", [])
+    march_flags.keep()  # detection failed: left to the next process to try again
     assert not entry.exists()
     monkeypatch.setattr(GCC_compiler, "march_flags", ["-march=znver3", "-mavx2"])
     march_flags.keep()
