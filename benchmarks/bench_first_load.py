@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 import yaml
+from bench_forward import SETUPS  # this folder is on sys.path when run as a script
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "benchmarks" / "results" / "first_load.json"
@@ -54,12 +55,10 @@ print(json.dumps({"first_load_s": round(time.perf_counter() - start, 3),
 
 
 def _config(tmp: Path) -> Path:
-    cfg = yaml.safe_load((REPO / "configs" / "multi-country-demo.yaml").read_text("utf-8"))
-    cfg.pop("observations", None)
-    cfg.pop("scenarios", None)
-    cfg["sampler"]["method"] = "auto"
+    """The multi-country demo without observations, as ``bench_forward.py`` draws it."""
     path = tmp / "multi-country-forward.yaml"
-    path.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
+    path.write_text(yaml.safe_dump(SETUPS["multi_country"][1](), sort_keys=False),
+                    encoding="utf-8")
     return path
 
 
