@@ -36,7 +36,7 @@ COMMANDS = {
     "sbc.json": "python benchmarks/bench_sbc.py",
 }
 #: Order of sections (others follow alphabetically).
-ORDER = ["samplers.json", "forward.json", "first_load.json", "demo_and_samplers.json",
+ORDER = ["samplers.json", "forward.json", "rng.json", "first_load.json", "demo_and_samplers.json",
          "scaling.json",
          "multicountry.json", "multicountry_nutpie_low_rank.json", "sweep.json",
          "mse_reference.json", "sbc.json"]
@@ -404,6 +404,7 @@ def render_generic(data: Any) -> list[str]:
 RENDERERS = {
     "samplers.json": ("NUTS samplers on every market model", render_samplers),
     "forward.json": ("Forward Monte Carlo throughput", render_forward),
+    "rng.json": ("Random number generators on one forward call's variates", render_generic),
     "first_load.json": ("First load of a compiled function in a fresh process",
                         render_generic),
     "demo_and_samplers.json": ("Demo end to end and samplers on the demo",

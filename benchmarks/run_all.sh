@@ -30,6 +30,7 @@ step() {
 total=$SECONDS
 step samplers "$PY" benchmarks/bench_samplers.py
 step forward "$PY" benchmarks/bench_forward.py
+step rng "$PY" benchmarks/bench_rng.py
 step first_load "$PY" benchmarks/bench_first_load.py
 step demo "$PY" benchmarks/bench_demo_and_samplers.py --repeats 2
 step mse "$PY" benchmarks/bench_mse.py

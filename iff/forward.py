@@ -24,7 +24,6 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 import xarray as xr
-from pymc.pytensorf import reseed_rngs
 from pytensor.compile.mode import Mode
 from pytensor.compile.ops import ViewOp
 from pytensor.graph.replace import _vectorize_node, vectorize_graph
@@ -133,31 +132,88 @@ class StandardNormalRV(RandomVariable):
 _standard_normal = StandardNormalRV()
 
 
-def _batched_normals(rvs: Sequence[pt.TensorVariable], n: int
+def _batched_free_rvs(free_rvs: Sequence[pt.TensorVariable], n: int
                      ) -> dict[pt.TensorVariable, pt.TensorVariable]:
-    """Root normal variables drawn ``n`` times as ``loc + scale * z``, every ``z`` a block of
-    one standard normal draw.
+    """The model's normal variables drawn ``n`` times as ``loc + scale * z``, every ``z`` a
+    block of one standard normal draw, and the other root variables drawn ``n`` times.
 
-    One call of numpy's generator for all of them, with no parameters to broadcast: on the
+    One call of numpy's generator for all normals, with no parameters to broadcast: on the
     multi-country demo (194 root normal values a draw, 40,000 draws) 0.17 s a call against about
-    0.25 s drawing each variable with its own parameters (PyTensor's profiler). The law is the
-    same; the stream of numbers is not.
+    0.25 s drawing each variable with its own parameters (PyTensor's profiler). A normal whose
+    ``loc`` or ``scale`` depends on other variables (e.g. smuggling's ``apprehensions_z``, 40
+    values a draw) is drawn the same way, its parameters vectorised from the draws of those
+    variables: numpy's ``normal`` with broadcast parameters took 0.054 s a call for those 40
+    values, 34 ns each, against 15-18 ns for a standard normal. The law is the same; the stream
+    of numbers is not.
+
+    Parameters
+    ----------
+    free_rvs
+        The model's free variables in model order (a variable after its parents).
+    n
+        Draws per call.
+
+    Returns
+    -------
+    dict
+        ``variable -> (n, *shape)`` replacement for :func:`vectorize_graph`. Variables left out
+        (non-normal variables with parents, and normals whose parents are among those) are
+        vectorised by PyTensor from their parents.
     """
-    normals = [rv for rv in rvs if type(rv.owner.op) is NormalRV]
+    free = set(free_rvs)
+    parents = {rv: set(ancestors(rv.owner.inputs)) & free for rv in free_rvs}
+    replace: dict[pt.TensorVariable, pt.TensorVariable] = {}
+    normals: list[pt.TensorVariable] = []
+    drawn: set[pt.TensorVariable] = set()  # variables given a replacement, parents first
+    for rv in free_rvs:
+        if type(rv.owner.op) is NormalRV and parents[rv] <= drawn:
+            normals.append(rv)
+        elif not parents[rv]:
+            replace[rv] = _batched(rv, n)
+        else:
+            continue
+        drawn.add(rv)
     if not normals:
-        return {}
+        return replace
     shapes = [_batch_shape(rv) for rv in normals]
     counts = [pt.prod(pt.stack(shape)) if shape else pt.constant(1, dtype="int64")
               for shape in shapes]
     z = _standard_normal.make_node(normals[0].owner.inputs[0],
                                    pt.stack([n * pt.stack(counts).sum()])).outputs[1]
-    replace, start = {}, pt.constant(0, dtype="int64")
+    start = pt.constant(0, dtype="int64")
     for rv, shape, count in zip(normals, shapes, counts, strict=True):
-        loc, scale = rv.owner.inputs[2:]
         block = z[start * n:(start + count) * n].reshape((n, *shape))
+        loc, scale = (_batched_like(param, rv, replace) for param in rv.owner.inputs[2:])
         replace[rv] = loc + scale * block
         start = start + count
     return replace
+
+
+def _batched_like(param: pt.TensorVariable, rv: pt.TensorVariable,
+                  replace: dict[pt.TensorVariable, pt.TensorVariable]) -> pt.TensorVariable:
+    """``param`` of ``rv`` given the batched draws in ``replace``: as is if it depends on none,
+    else ``(n, *param's shape)`` with unit dims inserted after the draw dim, so that it
+    broadcasts against ``(n, *rv's shape)``."""
+    if not set(ancestors([param])) & set(replace):
+        return param
+    [batched] = vectorize_graph([param], replace=replace)
+    missing = rv.ndim - param.ndim
+    return pt.expand_dims(batched, tuple(range(1, 1 + missing))) if missing > 0 else batched
+
+
+def reseed_rngs(rngs: Sequence[Any], seed: int | Sequence[int]) -> None:
+    """Give each of ``rngs`` (shared random generator variables) a fresh generator, spawned
+    from ``seed`` in order: numpy's SFC64 bit generator, not PyMC's PCG64.
+
+    Random numbers take about half of a forward call (multi-country demo, ``flows``, 40,000
+    draws: PyTensor's profiler), and SFC64 is numpy's fastest generator here: that call's 7.8
+    million standard normals in 0.84x PCG64's time, its beta and gamma variates in 0.86-0.87x
+    (``benchmarks/bench_rng.py``). SFC64 passes the usual statistical test batteries; numpy's
+    documentation names it the fast choice.
+    """
+    children = np.random.SeedSequence(seed).spawn(len(rngs))
+    for rng, child in zip(rngs, children, strict=True):
+        rng.set_value(np.random.Generator(np.random.SFC64(child)), borrow=True)
 
 
 def forward_draws(model: pm.Model, var_names: Sequence[str], n: int, seed: int,
@@ -232,15 +288,11 @@ def _prior_function(model: pm.Model, var_names: list[str], n: int) -> tuple[Any,
     mode = _mode_for(n)
 
     def build() -> tuple[Any, list[Any]]:
-        free = set(model.free_RVs)
         for rv in model.free_RVs:
             if not isinstance(rv.owner.op, RandomVariable):
                 raise TypeError(f"forward Monte Carlo cannot vectorise {rv.name} "
                                 f"({type(rv.owner.op).__name__})")
-        # roots only: the others follow their parents
-        roots = [rv for rv in model.free_RVs if not (set(ancestors(rv.owner.inputs)) & free)]
-        replace = _batched_normals(roots, n)
-        replace |= {rv: _batched(rv, n) for rv in roots if rv not in replace}
+        replace = _batched_free_rvs(model.free_RVs, n)
         outputs = vectorize_graph([model[name] for name in var_names], replace=replace)
         fn = _picklable(pm.pytensorf.compile([], outputs, random_seed=False, mode=mode))
         # pickled together with ``fn``, these stay the generators ``fn`` draws from
@@ -248,7 +300,8 @@ def _prior_function(model: pm.Model, var_names: list[str], n: int) -> tuple[Any,
 
     key = outputs_digest([*(model[name] for name in var_names), *model.free_RVs],
                          inspect.getsource(_prior_function) + inspect.getsource(_batched)
-                         + inspect.getsource(_batched_normals) + inspect.getsource(_batch_shape)
+                         + inspect.getsource(_batched_free_rvs) + inspect.getsource(_batched_like)
+                         + inspect.getsource(_batch_shape)
                          + inspect.getsource(StandardNormalRV)
                          + f"n={n} mode={_mode_name(n)} names={var_names}")
     fn, rngs = load_or_build(key, build)

@@ -242,3 +242,31 @@ def test_normal_priors_drawn_from_one_standard_normal_block_keep_their_law():
     flat = np.column_stack([out["a"].reshape(20_000, -1), out["b"]])
     corr = np.corrcoef(flat, rowvar=False)
     assert np.abs(corr - np.eye(7)).max() < 0.05  # independent blocks, not one reused
+
+
+def test_normals_with_drawn_parameters_come_from_the_standard_normal_block():
+    """A normal whose loc and scale depend on other variables is ``loc + scale * z`` too, with
+    its parameters taken from the same draws of those variables: given them it is normal with
+    that loc and scale, and its ``z`` is independent of them. A normal below a variable that
+    PyTensor vectorises (here a gamma with a drawn rate) is left to PyTensor."""
+    import pymc as pm
+    from scipy import stats
+
+    from iff.forward import _batched_free_rvs, forward_draws
+
+    with pm.Model() as model:
+        tau = pm.HalfNormal("tau", 1.0)
+        m = pm.Normal("m", 0.0, 1.0, shape=3)
+        pm.Normal("x", mu=m, sigma=tau, shape=(2, 3))  # loc (3,) broadcast to (2, 3)
+        g = pm.Gamma("g", 2.0, 1.0 / tau)
+        pm.Normal("y", mu=g, sigma=1.0)
+    replaced = {rv.name for rv in _batched_free_rvs(model.free_RVs, 10)}
+    assert replaced == {"tau", "m", "x"}
+    out = forward_draws(model, ["tau", "m", "x", "g", "y"], 20_000, seed=5)
+    z = (out["x"] - out["m"][:, None, :]) / out["tau"][:, None, None]
+    for i, j in np.ndindex(2, 3):
+        assert stats.kstest(z[:, i, j], "norm").pvalue > 1e-3
+        assert abs(np.corrcoef(z[:, i, j], out["m"][:, j])[0, 1]) < 0.05
+        assert abs(np.corrcoef(np.abs(z[:, i, j]), out["tau"])[0, 1]) < 0.05
+    assert stats.kstest(out["y"] - out["g"], "norm").pvalue > 1e-3
+    assert stats.kstest(out["g"] / out["tau"], stats.gamma(2.0).cdf).pvalue > 1e-3
