@@ -18,17 +18,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import yaml
 from bench_forward import SETUPS  # this folder is on sys.path when run as a script
+from results_io import command_line, created_at, machine, write_result
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "benchmarks" / "results" / "first_load.json"
@@ -83,15 +81,14 @@ def main() -> None:
         sys.exit("no CPU identity or no g++ here: iff keeps no flags, nothing to compare")
     result: dict = {
         "benchmark": "first load of a compiled forward function in a fresh process",
-        "command": ("python benchmarks/bench_first_load.py " + " ".join(sys.argv[1:])).strip(),
+        "command": command_line("bench_first_load.py"),
         "definition": "seconds of iff.forward._prior_function in a fresh process (model "
                       "built): multi-country demo, flows, 40,000 draws a call, from the "
                       "function cache; detect: no kept -march flags (PyTensor runs g++), kept: "
                       "flags kept by an earlier process",
-        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
-                    "load_avg_at_start": [round(x, 2) for x in os.getloadavg()]},
+        "machine": machine(),
         "versions": library_versions(),
-        "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "created_at": created_at(),
         "runs": [],
     }
     with tempfile.TemporaryDirectory() as tmp:
@@ -108,9 +105,7 @@ def main() -> None:
     for variant in ("detect", "kept"):
         result[f"median_{variant}_s"] = round(statistics.median(
             r["first_load_s"] for r in result["runs"] if r["variant"] == variant), 3)
-    result["machine"]["load_avg_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    write_result(result, args.out)
     print(f"medians: detect {result['median_detect_s']} s, kept {result['median_kept_s']} s"
           f"\nwritten {args.out}")
 

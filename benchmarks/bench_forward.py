@@ -36,16 +36,14 @@ Target (issue 7): >= 100,000 draws of all flows per second. Writes
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
-import sys
 import tempfile
 import time
 import traceback
 from pathlib import Path
 
 import yaml
+from results_io import command_line, created_at, machine, write_result
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "benchmarks" / "results" / "forward.json"
@@ -225,14 +223,13 @@ def main() -> None:
 
     result = {
         "benchmark": "forward Monte Carlo throughput (draws of all flows per second)",
-        "command": ("python benchmarks/bench_forward.py " + " ".join(sys.argv[1:])).strip(),
+        "command": command_line("bench_forward.py"),
         "target": f">= {TARGET_DRAWS_PER_S:,} draws of all flows per second",
         "definition": "total draws / wall of engine.sample (prior predictive of the whole model, "
                       "every variable and flows; best of repeats); headline: the largest size",
-        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
-                    "load_avg_at_start": [round(x, 2) for x in os.getloadavg()]},
+        "machine": machine(),
         "versions": library_versions(),
-        "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "created_at": created_at(),
         "setups": [],
     }
     with tempfile.TemporaryDirectory() as tmp:
@@ -248,9 +245,7 @@ def main() -> None:
     for setup in result["setups"]:
         if setup.get("random_values_per_draw"):
             setup["numpy_floor_draws_per_s"] = round(rate / setup["random_values_per_draw"])
-    result["machine"]["load_avg_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    write_result(result, args.out)
     print(f"written {args.out}")
 
 

@@ -21,14 +21,12 @@ own default is PCG64. Writes ``benchmarks/results/rng.json``.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from results_io import command_line, created_at, machine, write_result
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "benchmarks" / "results" / "rng.json"
@@ -61,15 +59,14 @@ def main() -> None:
 
     result: dict = {
         "benchmark": "numpy bit generators on one forward call's random numbers",
-        "command": ("python benchmarks/bench_rng.py " + " ".join(sys.argv[1:])).strip(),
+        "command": command_line("bench_rng.py"),
         "definition": "milliseconds, best of repeats, for the variates of one 40,000-draw call "
                       "of the multi-country demo's forward function: 7.76 million standard "
                       "normals, (40,000, 16) Beta(1.21, 9.41), (40,000, 20) Gamma(3); "
                       "relative_to_pcg64: time / PCG64's time (PyMC's default generator)",
-        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
-                    "load_avg_at_start": [round(x, 2) for x in os.getloadavg()]},
+        "machine": machine(),
         "versions": library_versions(),
-        "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "created_at": created_at(),
         "generators": [],
     }
     for name in GENERATORS:
@@ -84,9 +81,7 @@ def main() -> None:
             row[f"{variate}_relative_to_pcg64"] = round(
                 row[f"{variate}_ms"] / base[f"{variate}_ms"], 3)
         print("  ".join(f"{k} {v}" for k, v in row.items()), flush=True)
-    result["machine"]["load_avg_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    write_result(result, args.out)
     print(f"written {args.out}")
 
 

@@ -46,7 +46,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -54,6 +53,8 @@ import tempfile
 import time
 import traceback
 from pathlib import Path
+
+from results_io import command_line, created_at, machine, write_result
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "benchmarks" / "results" / "samplers.json"
@@ -444,13 +445,11 @@ def main() -> None:
     if bad:
         ap.error(f"unknown model or sampler: {', '.join(bad)}")
 
-    command = "python benchmarks/bench_samplers.py " + " ".join(sys.argv[1:])
     result: dict = {
         "benchmark": "NUTS samplers on every market model (fresh process per measurement)",
-        "command": command.strip(),
+        "command": command_line("bench_samplers.py"),
         "target": TARGET,
-        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
-                    "load_avg_at_start": [round(x, 2) for x in os.getloadavg()]},
+        "machine": machine(),
         "versions": versions(),
         "settings": {"cores": args.cores, "repeats": args.repeats, "timeout_s": args.timeout,
                      "compile_cache": "cold" if args.cold else "shared (warm after first use)",
@@ -466,7 +465,7 @@ def main() -> None:
             "ess_per_total_s": "min bulk ESS / (setup_s + sample_s)",
             "ratios": "median ESS/s over the reference's median ESS/s",
         },
-        "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "created_at": created_at(),
         "rows": [],
         "models": {},
     }
@@ -479,8 +478,7 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
 
     def save() -> None:
-        result["machine"]["load_avg_at_end"] = [round(x, 2) for x in os.getloadavg()]
-        args.out.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+        write_result(result, args.out)
 
     for model in models:
         own = default_settings(model)

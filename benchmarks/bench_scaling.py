@@ -21,12 +21,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from results_io import command_line, created_at, machine, write_result
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "benchmarks" / "results" / "scaling.json"
@@ -91,23 +92,21 @@ def main() -> None:
     result = {
         "benchmark": "scaling of sampling time and ESS/s with countries and years "
                      "(bench_multicountry.py's simulated illustrative model)",
-        "command": ("python benchmarks/bench_scaling.py " + " ".join(sys.argv[1:])).strip(),
+        "command": command_line("bench_scaling.py"),
         "settings": {"draws": args.draws, "tune": args.tune, "chains": args.chains,
                      "cores": args.cores, "sampler": args.sampler,
                      "note": "fewer draws than a real run (1000 + 1000) to keep the largest "
                              "point to minutes; ESS scales with draws, ESS/s roughly does not"},
-        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
-                    "load_avg_at_start": [round(x, 2) for x in os.getloadavg()]},
+        "machine": machine(),
         "versions": library_versions(),
-        "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "created_at": created_at(),
         "points": [],
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         for countries, years in grid:
             result["points"].append(point(countries, years, args, Path(tmp)))
-            result["machine"]["load_avg_at_end"] = [round(x, 2) for x in os.getloadavg()]
-            args.out.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+            write_result(result, args.out)
     print(f"written {args.out}")
 
 
