@@ -209,8 +209,9 @@ def reseed_rngs(rngs: Sequence[Any], seed: int | Sequence[int]) -> None:
     Random numbers take about half of a forward call (multi-country demo, ``flows``, 40,000
     draws: PyTensor's profiler), and SFC64 is numpy's fastest generator here: that call's 7.8
     million standard normals in 0.84x PCG64's time, its beta and gamma variates in 0.86-0.87x
-    (``benchmarks/bench_rng.py``). SFC64 passes the usual statistical test batteries; numpy's
-    documentation names it the fast choice.
+    (``benchmarks/bench_rng.py``; 0.93x, 0.88x and 0.86x in a later run on the same machine).
+    SFC64 passes the usual statistical test batteries; numpy's documentation names it the fast
+    choice.
     """
     children = np.random.SeedSequence(seed).spawn(len(rngs))
     for rng, child in zip(rngs, children, strict=True):
@@ -311,7 +312,7 @@ def _prior_function(model: pm.Model, var_names: list[str], n: int) -> tuple[Any,
 
 def _load_or_build(key: str, build: Callable[[], Any]) -> Any:
     """:func:`iff.function_cache.load_or_build` with the view and shape ops linked as Python
-    thunks (:mod:`iff.view_thunks`: 0.18 s less to load the multi-country demo's forward
+    thunks (:mod:`iff.view_thunks`: 0.1-0.2 s less to load the multi-country demo's forward
     function, calls as fast)."""
     with python_view_thunks():
         return load_or_build(key, build)
