@@ -10,9 +10,10 @@ of ``--repeats`` timings of the variates one such call draws, in the same sizes:
 
 * ``standard_normal``: 7,760,000 values (194 normal values a draw x 40,000; every normal
   variable of the model comes from one block of standard normals);
-* ``beta``: a (40,000, 16) array of Beta(1.21, 9.41) (the drug domestic shares' prior);
+* ``beta``: a (40,000, 16) array of Beta(1.21, 9.41) (parameters of one of the demo's beta
+  priors, as its compiled function holds them);
 * ``standard_gamma``: a (40,000, 20) array of Gamma(3) (Dirichlet partner shares are normalised
-  gammas).
+  gammas; their shapes there run from 1 to 18, 3 stands for them).
 
 ``iff.forward.reseed_rngs`` gives the forward function SFC64 generators, the fastest here; PyMC's
 own default is PCG64. Writes ``benchmarks/results/rng.json``.

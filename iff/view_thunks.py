@@ -9,7 +9,8 @@ array sizes of forward Monte Carlo. Linking those as Python thunks (their ``perf
 that function in 0.41-0.51 s against 0.59-0.61 s (a process that had loaded it before; six
 loads against three; cProfile: 128 C thunks linked instead of 530), and its calls took as long:
 medians of 0.61-0.64 s against 0.60-0.64 s at 40,000 draws (5 or 9 calls each). The values
-are the same, and with an empty compile cache those ops are not compiled at all.
+are the same (``tests/test_view_thunks.py``). With an empty compile cache those ops are not
+compiled either, since their C thunks are never made (not timed).
 
 ``COp.make_thunk`` takes ``impl="py"`` for exactly this choice, but PyTensor's linkers pass
 ``None`` (C where it exists) for every node, so :func:`python_view_thunks` passes ``"py"`` for
@@ -45,7 +46,9 @@ def _make_thunk(self: COp, node, storage_map, compute_map, no_recycling, impl=No
 @contextmanager
 def python_view_thunks() -> Iterator[None]:
     """Link the nodes of :data:`VIEW_OPS` as Python thunks in the functions compiled or
-    unpickled inside this block (any thread); every other node as PyTensor would.
+    unpickled inside this block; every other node as PyTensor would. The switch is
+    process-wide: a function another thread compiles meanwhile gets Python thunks for these
+    ops too (same values, calls a little slower).
 
     Restores PyTensor's own ``COp.make_thunk`` on leaving the outermost block, also on an
     error. Nested and concurrent blocks are allowed.

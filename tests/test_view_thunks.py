@@ -49,7 +49,8 @@ def test_pytensor_method_restored_after_an_error_and_nested_blocks():
         raise RuntimeError("boom")
     assert COp.make_thunk is view_thunks._original
     assert view_thunks._depth == 0
-    assert all(issubclass(op, COp) for op in VIEW_OPS)
+    # the switch reaches these ops only if none overrides COp.make_thunk
+    assert all(op.make_thunk is COp.make_thunk for op in VIEW_OPS)
 
 
 def test_compiled_forward_function_links_views_in_python_and_draws_as_before(monkeypatch):
