@@ -64,9 +64,9 @@ def test_compiled_forward_function_links_views_in_python_and_draws_as_before(mon
         a = pm.Normal("a", 0.0, 1.0, shape=(2, 3))
         pm.Deterministic("t", pt.exp(a.T[1:]).sum(axis=0))
     monkeypatch.setattr(forward, "COMPILE_FROM_DRAWS", 1)
-    fn, rngs = forward._prior_function(model, ["t"], 50)
+    fn, rngs, _last = forward._prior_function(model, ["t"], 50)
     monkeypatch.setattr(forward, "python_view_thunks", contextlib.nullcontext)
-    c_fn, c_rngs = forward._prior_function(model, ["t"], 50)
+    c_fn, c_rngs, _c_last = forward._prior_function(model, ["t"], 50)
     kinds, c_kinds = _thunk_kinds(fn), _thunk_kinds(c_fn)
     views = {op.__name__ for op in VIEW_OPS} & set(kinds)
     assert views, kinds  # the graph has view ops to link
