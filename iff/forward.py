@@ -7,8 +7,11 @@ and call a deterministics function per draw.
 ``pm.sample_prior_predictive`` calls its compiled function once per draw, and each call pays a
 fixed dispatch cost (numba type checks of every argument), so it managed ~1,500 draws per second
 on the demo. Here the model graph is rewritten once so that every root random variable carries a
-leading ``sample`` dim of size ``n``; everything downstream (deterministics, flows, dependent
-priors) is vectorised by PyTensor and one call returns all draws.
+``sample`` dim of size ``n``; everything downstream (deterministics, flows, dependent priors) is
+vectorised and one call returns all draws. The prior draws put that dim last
+(:mod:`iff.draws_last`: elementwise loops run over the draws innermost; multi-country demo,
+``flows``, 40,000 draws: 0.68-0.74 s a call against 0.91-1.18 s with it first); a graph with an
+op that module has no rule for is vectorised by PyTensor, the dim first.
 
 The draws are exact and independent (no Markov chain): the same distribution as
 ``pm.sample_prior_predictive``, from a different random stream.

@@ -2,13 +2,14 @@
 
 PyTensor links a C thunk for every node of a function it compiles or loads: about 0.9 ms a node
 in Python (a cache key built from a cloned one-node graph, the compiled module looked up and
-instantiated). The multi-country demo's forward function has 530 such nodes, and 402 of them
-(DimShuffle, Subtensor, Reshape, SpecifyShape, MakeVector, ScalarFromTensor) only make a view,
-reshape an array or build a small shape vector, which numpy does as fast from Python at the
-array sizes of forward Monte Carlo. Linking those as Python thunks (their ``perform``) loaded
-that function in 0.41-0.51 s against 0.59-0.61 s (a process that had loaded it before; six
-loads against three; cProfile: 128 C thunks linked instead of 530), and its calls took as long:
-medians of 0.61-0.64 s against 0.60-0.64 s at 40,000 draws (5 or 9 calls each). The values
+instantiated). The multi-country demo's forward function had 530 such nodes (stop 21, its
+draws first; 524 with them last, :mod:`iff.draws_last`, of which 370 are view ops), and 402 of
+them (DimShuffle, Subtensor, Reshape, SpecifyShape, MakeVector, ScalarFromTensor) only make a
+view, reshape an array or build a small shape vector, which numpy does as fast from Python at
+the array sizes of forward Monte Carlo. Linking those as Python thunks (their ``perform``)
+loaded that function in 0.41-0.51 s against 0.59-0.61 s (a process that had loaded it before;
+six loads against three; cProfile: 128 C thunks linked instead of 530), and its calls took as
+long: medians of 0.61-0.64 s against 0.60-0.64 s at 40,000 draws (5 or 9 calls each). The values
 are the same (``tests/test_view_thunks.py``). With an empty compile cache those ops are not
 compiled either, since their C thunks are never made (not timed).
 
