@@ -102,43 +102,53 @@ def _plain_reader(node: Apply, batched: Mapping[Variable, Variable],
 # A rule takes (node, draws-last inputs (None where an input has no draws), inputs without
 # draws (rebuilt), ``plain``: an input that must not depend on the draws, n) and returns the
 # node's new outputs and whether they carry the draw dim ("batched") or not ("rebuilt").
-Rule = Callable[..., tuple[list[Variable | None], str]]
+Last = list[Variable | None]
+Plain = Callable[[Variable], Variable]
+Draws = int | Variable
+Made = tuple[list[Variable | None], str]
+Rule = Callable[[Apply, Last, list[Variable], Plain, Draws], Made]
 
 
-def _last(node: Apply, batched: list, plain_inputs: list) -> list[Variable]:
+def _last(batched: Last, plain_inputs: list[Variable]) -> list[Variable]:
     """Each input draws-last: a draw-free one with a trailing unit dim."""
     return [b if b is not None else with_unit_draw_dim(p)
             for b, p in zip(batched, plain_inputs, strict=True)]
 
 
-def _elemwise(node, batched, plain_inputs, plain, n):
+def _elemwise(node: Apply, batched: Last, plain_inputs: list[Variable], plain: Plain,
+        n: Draws) -> Made:
     # Elemwise inputs share one ndim (make_node inserted the DimShuffles), so every input,
     # draws-last or given a unit trailing dim, lines up axis by axis.
-    return node.op.make_node(*_last(node, batched, plain_inputs)).outputs, "batched"
+    return node.op.make_node(*_last(batched, plain_inputs)).outputs, "batched"
 
 
-def _dimshuffle(node, batched, plain_inputs, plain, n):
+def _dimshuffle(node: Apply, batched: Last, plain_inputs: list[Variable], plain: Plain,
+        n: Draws) -> Made:
     op = node.op
     return [batched[0].dimshuffle([*op.new_order, op.input_ndim])], "batched"
 
 
-def _view(node, batched, plain_inputs, plain, n):
+def _view(node: Apply, batched: Last, plain_inputs: list[Variable], plain: Plain,
+        n: Draws) -> Made:
     return [batched[0]], "batched"
 
 
-def _specify_shape(node, batched, plain_inputs, plain, n):
+def _specify_shape(node: Apply, batched: Last, plain_inputs: list[Variable], plain: Plain,
+        n: Draws) -> Made:
     shape = [plain(s) for s in node.inputs[1:]]
     return [pt.specify_shape(batched[0], [*shape, None])], "batched"
 
 
-def _indexed(node, batched, plain_inputs, plain, n):
+def _indexed(node: Apply, batched: Last, plain_inputs: list[Variable], plain: Plain,
+        n: Draws) -> Made:
     # Subtensor and AdvancedSubtensor index the leading axes: the trailing draw dim is never
     # indexed and stays last (numpy moves only advanced-index dims to the front).
     return node.op.make_node(batched[0], *(plain(v) for v in node.inputs[1:])).outputs, \
         "batched"
 
 
-def _advanced_inc(node, batched, plain_inputs, plain, n):
+def _advanced_inc(node: Apply, batched: Last, plain_inputs: list[Variable], plain: Plain,
+        n: Draws) -> Made:
     x_last = batched[0]
     if x_last is None:  # writing draws into a draw-free array: one copy per draw
         base = plain_inputs[0]
@@ -148,22 +158,26 @@ def _advanced_inc(node, batched, plain_inputs, plain, n):
         "batched"
 
 
-def _reshape(node, batched, plain_inputs, plain, n):
+def _reshape(node: Apply, batched: Last, plain_inputs: list[Variable], plain: Plain,
+        n: Draws) -> Made:
     # C order with the draws last: (a, b, n) -> (a * b, n) keeps each draw's values together
     shape = plain(node.inputs[1])
     target = pt.concatenate([pt.cast(shape, "int64"), pt.stack([pt.cast(n, "int64")])])
     return [pt.reshape(batched[0], target, ndim=node.op.ndim + 1)], "batched"
 
 
-def _shape(node, batched, plain_inputs, plain, n):
+def _shape(node: Apply, batched: Last, plain_inputs: list[Variable], plain: Plain,
+        n: Draws) -> Made:
     return [pt.shape(batched[0])[:-1]], "rebuilt"
 
 
-def _shape_i(node, batched, plain_inputs, plain, n):
+def _shape_i(node: Apply, batched: Last, plain_inputs: list[Variable], plain: Plain,
+        n: Draws) -> Made:
     return [node.op.make_node(batched[0]).outputs[0]], "rebuilt"
 
 
-def _careduce(node, batched, plain_inputs, plain, n):
+def _careduce(node: Apply, batched: Last, plain_inputs: list[Variable], plain: Plain,
+        n: Draws) -> Made:
     op = node.op
     ndim = node.inputs[0].ndim
     axis = tuple(range(ndim)) if op.axis is None else tuple(a % ndim for a in op.axis)
@@ -174,21 +188,24 @@ def _careduce(node, batched, plain_inputs, plain, n):
     return reduce.make_node(batched[0]).outputs, "batched"
 
 
-def _join(node, batched, plain_inputs, plain, n):
+def _join(node: Apply, batched: Last, plain_inputs: list[Variable], plain: Plain,
+        n: Draws) -> Made:
     # the axis (non-negative, a property of the op) indexes the leading dims: unchanged
     parts = [b if b is not None else pt.alloc(with_unit_draw_dim(p), *p.shape, n)
              for b, p in zip(batched, plain_inputs, strict=True)]
     return node.op.make_node(*parts).outputs, "batched"
 
 
-def _alloc(node, batched, plain_inputs, plain, n):
+def _alloc(node: Apply, batched: Last, plain_inputs: list[Variable], plain: Plain,
+        n: Draws) -> Made:
     if batched[0] is None:
         raise UnsupportedGraph("Alloc with a shape that depends on the draws")
     shape = [plain(s) for s in node.inputs[1:]]
     return [pt.alloc(batched[0], *shape, n)], "batched"
 
 
-def _dot(node, batched, plain_inputs, plain, n):
+def _dot(node: Apply, batched: Last, plain_inputs: list[Variable], plain: Plain,
+        n: Draws) -> Made:
     x_last, y_last = batched
     x, y = plain_inputs
     if x_last is not None and y_last is not None:
@@ -205,7 +222,8 @@ def _dot(node, batched, plain_inputs, plain, n):
     return [out.dimshuffle(order)], "batched"
 
 
-def _random_variable(node, batched, plain_inputs, plain, n):
+def _random_variable(node: Apply, batched: Last, plain_inputs: list[Variable], plain: Plain,
+        n: Draws) -> Made:
     """A scalar-support random variable with drawn parameters: ``size`` gains the draws."""
     op = node.op
     if op.ndim_supp != 0:
@@ -216,9 +234,8 @@ def _random_variable(node, batched, plain_inputs, plain, n):
     if any(d is None for d in shape):
         raise UnsupportedGraph(f"{op}: a shape known only at run time")
     new_size = pt.as_tensor([*shape, n], dtype="int64")
-    new_params = [b if b is not None else with_unit_draw_dim(p)
-                  for b, p in zip(batched[2:], plain_inputs[2:], strict=True)]
-    next_rng, value = op.make_node(plain_inputs[0], new_size, *new_params).outputs
+    next_rng, value = op.make_node(plain_inputs[0], new_size,
+                                   *_last(batched[2:], plain_inputs[2:])).outputs
     return [next_rng, value], "batched"
 
 
