@@ -70,8 +70,7 @@ def vectorize_draws_last(outputs: Sequence[Variable], replace: Mapping[Variable,
     batched: dict[Variable, Variable] = dict(replace)  # graph variable -> draws-last version
     rebuilt: dict[Variable, Variable] = {}  # variable without draws, rebuilt from new inputs
     for node in io_toposort(list(replace), list(outputs)):
-        is_batched = [v in batched for v in node.inputs]
-        if not any(is_batched):
+        if not any(v in batched for v in node.inputs):
             if any(v in rebuilt for v in node.inputs):
                 new = node.clone_with_new_inputs([rebuilt.get(v, v) for v in node.inputs])
                 rebuilt.update(zip(node.outputs, new.outputs, strict=True))
@@ -236,6 +235,8 @@ def _random_variable(node: Apply, batched: Last, plain_inputs: list[Variable], p
     new_size = pt.as_tensor([*shape, n], dtype="int64")
     next_rng, value = op.make_node(plain_inputs[0], new_size,
                                    *_last(batched[2:], plain_inputs[2:])).outputs
+    # the next generator has no draw dim, but filed with the draws it makes a node that reads
+    # it (a generator chained through two variables) raise UnsupportedGraph: the safe fallback
     return [next_rng, value], "batched"
 
 
