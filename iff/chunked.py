@@ -58,7 +58,8 @@ def shared_empty(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
 
 
 def compute_chunks(compute: Callable[[int], Mapping[str, np.ndarray]], chunks: int, size: int,
-                   layout: Layout | None, workers: int) -> dict[str, np.ndarray]:
+                   layout: Layout | None, workers: int, draws_last: bool = False
+                   ) -> dict[str, np.ndarray]:
     """Every chunk's arrays, stacked along a leading draw dim of ``chunks * size`` rows.
 
     Parameters
@@ -73,11 +74,17 @@ def compute_chunks(compute: Callable[[int], Mapping[str, np.ndarray]], chunks: i
         case chunk 0 is computed in this process first to learn them.
     workers
         Processes to use (1: every chunk in this process, in order).
+    draws_last
+        Hold each array with its draw dim last in memory, ``(*shape, chunks * size)``, and
+        return it as a view with that dim first. For chunks computed draws last (their arrays
+        views of ``(*shape, size)`` memory): each is then copied in contiguous runs of ``size``
+        values, not transposed, and nothing transposes the whole result afterwards.
 
     Returns
     -------
     dict
-        ``name -> (chunks * size, *shape)`` array.
+        ``name -> (chunks * size, *shape)`` array (a view of draws-last memory if
+        ``draws_last``).
 
     Raises
     ------
@@ -94,7 +101,12 @@ def compute_chunks(compute: Callable[[int], Mapping[str, np.ndarray]], chunks: i
         todo = range(1, chunks)
     workers = min(workers, len(todo)) if can_fork() else 1
     empty = shared_empty if workers > 1 else np.empty
-    out = {name: empty((chunks * size, *shape), dtype) for name, (shape, dtype) in layout.items()}
+    if draws_last:
+        out = {name: np.moveaxis(empty((*shape, chunks * size), dtype), -1, 0)
+               for name, (shape, dtype) in layout.items()}
+    else:
+        out = {name: empty((chunks * size, *shape), dtype)
+               for name, (shape, dtype) in layout.items()}
     if first is not None:
         _store(out, first, 0, size)
     if empty is np.empty:

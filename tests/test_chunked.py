@@ -37,6 +37,24 @@ def test_chunks_from_worker_processes_equal_those_of_one_process(layout):
     np.testing.assert_array_equal(many["k"], np.repeat(np.arange(7), 50))  # each chunk in place
 
 
+def _chunk_draws_last(i: int) -> dict[str, np.ndarray]:
+    """:func:`_chunk`'s values, held as a draws-last function returns them: views of
+    ``(*shape, size)`` memory with the draw dim moved first."""
+    return {name: np.moveaxis(np.ascontiguousarray(np.moveaxis(value, 0, -1)), -1, 0)
+            for name, value in _chunk(i).items()}
+
+
+@pytest.mark.parametrize("workers", [1, pytest.param(3, marks=needs_fork)])
+def test_chunks_held_draws_last_have_the_same_values(workers):
+    first = compute_chunks(_chunk, 7, 50, None, workers=1)
+    last = compute_chunks(_chunk_draws_last, 7, 50, None, workers=workers, draws_last=True)
+    for name in first:
+        assert last[name].shape == first[name].shape == (350, *first[name].shape[1:])
+        assert np.moveaxis(last[name], 0, -1).flags.c_contiguous  # draws last in memory
+        np.testing.assert_array_equal(last[name], first[name])
+    assert _in_shared_memory(last["x"]) == (workers > 1)
+
+
 @needs_fork
 def test_a_failing_worker_raises_and_returns_nothing(capfd):
     def broken(i: int) -> dict[str, np.ndarray]:
@@ -145,11 +163,11 @@ def test_a_forward_run_in_worker_processes_publishes_the_same_summary(tmp_path, 
     monkeypatch.setattr(forward, "CHUNK_DRAWS", 700)  # 4 x 500 draws: 3 chunks of 667
     compute_chunks = forward.compute_chunks
 
-    def spy(compute, chunks, size, layout, workers):
+    def spy(compute, chunks, size, layout, workers, **options):
         def tagged(i):  # a file names the process that drew chunk i (workers can write it)
             (tmp_path / f"chunk{i}-pid{os.getpid()}").touch()
             return compute(i)
-        return compute_chunks(tagged, chunks, size, layout, workers)
+        return compute_chunks(tagged, chunks, size, layout, workers, **options)
 
     monkeypatch.setattr(forward, "compute_chunks", spy)
     summaries = {}

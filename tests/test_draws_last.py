@@ -100,7 +100,8 @@ def test_an_op_without_a_rule_is_refused_and_forward_draws_fall_back():
     _fn, _rngs, last = _prior_function(model, ["doubled"], 100)
     assert last
     out = forward_draws(model, ["doubled", "x"], 100, seed=2)
-    assert out["doubled"].shape == (100, 4) and out["doubled"].flags.c_contiguous
+    # returned with the draw dim first, held as computed: draws last in memory, no copy
+    assert out["doubled"].shape == (100, 4) and out["doubled"].T.flags.c_contiguous
     np.testing.assert_array_equal(out["doubled"], 2 * out["x"])
 
 
