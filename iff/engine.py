@@ -33,6 +33,7 @@ from iff.market import Market
 from iff.nutpie_cached import sample_nutpie_cached
 from iff.observations import ObservationTable, read_observations
 from iff.partners import PARTNER_FLOW_DIMS, partner_coords, split_by_partner
+from iff.results import FORWARD_METHOD
 
 
 @dataclass
@@ -191,7 +192,7 @@ def sample(plan: RunPlan, model: pm.Model, progressbar: bool | None = None
     if plan.method == "forward":
         prior_ds = forward_dataset(model, s.chains, s.draws, s.seed, workers)
         groups = {"posterior": prior_ds, "prior": prior_ds,
-                  "sample_stats": xr.Dataset(attrs={"method": "forward Monte Carlo"})}
+                  "sample_stats": xr.Dataset(attrs={"method": FORWARD_METHOD})}
         return xr.DataTree.from_dict(groups), Convergence(method="forward", passed=True)
 
     # Both the prior group and the deterministics are computed vectorised, all draws in one call

