@@ -49,11 +49,11 @@ ZARR_NAME = "posterior.zarr"
 #: xarray engine that writes and reads ``posterior.nc`` (files are netCDF-4/HDF5 either way)
 NETCDF_ENGINE = "netcdf4"
 MANIFEST_NAME = "manifest.json"
+MANIFEST_FORMAT = "iff-results-manifest/1"
 #: ``sample_stats.attrs["method"]`` of a forward Monte Carlo run: no data condition the model, so
 #: its ``prior`` group is its ``posterior`` (one dataset), which :func:`save_tree` writes once and
 #: :func:`load_tree` gives both names again.
 FORWARD_METHOD = "forward Monte Carlo"
-MANIFEST_FORMAT = "iff-results-manifest/1"
 #: Names of the hidden temporary paths of atomic writes (``.<name>.tmp-<hex>``) and of the old
 #: folder moved aside while ``--force`` replaces one (``.<name>.old-<hex>``).
 LEFTOVER = re.compile(r"\..+\.(tmp|old)-[0-9a-f]{8}(\..*)?")
@@ -169,13 +169,13 @@ def _is_forward(tree: xr.DataTree) -> bool:
 
 
 def _prior_is_posterior(tree: xr.DataTree) -> bool:
-    """Whether ``tree`` is a forward run's whose ``prior`` group holds its posterior's arrays."""
+    """Whether ``tree`` is a forward run's and its ``prior`` group holds the very arrays of its
+    ``posterior`` (the same objects, so nothing is compared value by value)."""
     if not _is_forward(tree) or not {"prior", "posterior"} <= set(tree.children):
         return False
     prior, posterior = tree["prior"].to_dataset(), tree["posterior"].to_dataset()
     return (list(prior.data_vars) == list(posterior.data_vars)
-            and all(prior[name].variable._data is posterior[name].variable._data
-                    for name in prior.data_vars))
+            and all(prior[name].data is posterior[name].data for name in prior.data_vars))
 
 
 @contextmanager

@@ -129,7 +129,10 @@ def test_a_forward_run_stores_its_prior_once(demo_forward, smoke_results, tmp_pa
     save_tree(tree, path)
     assert "prior" in tree.children  # the caller's tree is left whole
     assert stored_groups(path) == {"posterior", "sample_stats"}
-    xr.testing.assert_identical(load_tree(path), tree)
+    loaded = load_tree(path)
+    xr.testing.assert_identical(loaded, tree)
+    save_tree(loaded, tmp_path / f"again{suffix}")  # a loaded forward run saves the same way
+    assert stored_groups(tmp_path / f"again{suffix}") == {"posterior", "sample_stats"}
     with xr.open_datatree(demo_forward.out_dir / "posterior.nc") as raw:
         assert "prior" not in raw.children  # what a run writes
 
