@@ -6,11 +6,15 @@ replaces the independent ``x`` by a *standard-normal field* with structure, so t
 keeps its stated prior (exactly for log-normal and normal priors; see below for Beta) while
 elements become correlated:
 
-* **pooling** across countries: ``x_c = (g + tau * eta_c) / sqrt(1 + tau**2)`` with a shared
-  component ``g``, country deviations ``eta_c`` and ``tau ~ HalfNormal(1)``. The correlation
-  between two countries is ``1 / (1 + tau**2)``: the data choose between complete pooling
-  (``tau -> 0``) and none (``tau -> inf``), so a country with sparse data borrows from the
-  others as much as they agree.
+* **pooling** across countries: ``x_c = (g' + tau * eta_c) / sqrt(1 + tau**2)`` with a shared
+  component ``g'``, country deviations ``eta_c`` (all standard normal) and
+  ``tau ~ HalfNormal(1)``. The correlation between two countries is ``1 / (1 + tau**2)``: the
+  data choose between complete pooling (``tau -> 0``) and none (``tau -> inf``), so a country
+  with sparse data borrows from the others as much as they agree. It is sampled as
+  ``x_c = sqrt((1 + tau**2 / n) / (1 + tau**2)) g + tau / sqrt(1 + tau**2) (eta_c - mean(eta))``
+  over ``n`` countries, the same law, with ``g`` (``<name>_shared_z``) the standardised country
+  mean of ``x``: written with ``g'``, data that pin ``x`` pin ``g'`` to a width proportional to
+  ``tau``, a funnel that NUTS crossed slowly.
 * **smoothing** across years: the latent path is a stationary AR(1) process,
   ``x_t = rho**dt x_(t-1) + sqrt(1 - rho**(2 dt)) e_t`` (``dt`` the gap in years, so irregular
   years are fine), with ``rho`` = :data:`YEAR_CORRELATION`. That is a random walk on the log
@@ -95,9 +99,18 @@ def standard_field(name: str, dims: tuple[str, ...], coords: dict[str, list], *,
     shared_dims = tuple(d for d in dims if d != "country")
     g = innovations("shared_z", shared_dims) if shared_dims else pm.Normal(
         f"{name}_shared_z", 0.0, 1.0)
-    g = pt.expand_dims(g, dims.index("country"))
+    ax = dims.index("country")
+    n = len(coords["country"])
+    g = pt.expand_dims(g, ax)
     tau = pm.HalfNormal(f"{name}_tau", TAU_SCALE)
-    return (g + tau * eta) / pt.sqrt(1.0 + tau**2)
+    # x = (g' + tau eta) / sqrt(1 + tau^2) with g' ~ N(0, 1), split into the country mean and the
+    # contrasts: the mean's sd sqrt((1 + tau^2 / n) / (1 + tau^2)) times a standard normal g,
+    # plus tau / sqrt(1 + tau^2) times eta's contrasts. Same law; but when data pin x, g no
+    # longer has a conditional width proportional to tau (a funnel that slowed NUTS on the
+    # multi-country demo's *_tau), since g is the standardised country mean, whatever tau is.
+    spread = 1.0 + tau**2
+    contrasts = eta - pt.sum(eta, axis=ax, keepdims=True) / n
+    return pt.sqrt((1.0 + tau**2 / n) / spread) * g + (tau / pt.sqrt(spread)) * contrasts
 
 
 def logit_moments(alpha: np.ndarray, beta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

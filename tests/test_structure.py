@@ -8,7 +8,7 @@ import numpy as np
 import pymc as pm
 import pytest
 import yaml
-from scipy import stats
+from scipy import integrate, stats
 
 from iff import run
 from iff.models.structure import ar1_loading, logit_moments, standard_field
@@ -40,6 +40,25 @@ def test_structured_field_keeps_unit_marginals_and_correlates():
     corr_years = np.corrcoef(flat[:, 0, 0], flat[:, 0, 1])[0, 1]
     corr_countries = np.corrcoef(flat[:, 0, 0], flat[:, 1, 0])[0, 1]
     assert corr_years > 0.4 and corr_countries > 0.2
+
+
+def test_pooled_field_has_the_stated_law_across_countries():
+    """x_c = (g' + tau eta_c) / sqrt(1 + tau^2), sampled through the country mean and contrasts:
+    unit normal marginals and a correlation of E[1 / (1 + tau^2)] with tau ~ HalfNormal(1)."""
+    coords = {"country": ["A", "B", "C", "D", "E"]}
+    with pm.Model(coords=coords):
+        x = standard_field("p", ("country",), coords, pool=True, smooth=False)
+        pm.Deterministic("x", x, dims=("country",))
+        draws = pm.sample_prior_predictive(draws=40_000, random_seed=5)["prior"]["x"]
+    flat = draws.values.reshape(-1, 5)
+    for c in range(5):
+        assert stats.kstest(flat[:, c], "norm").pvalue > 0.001
+    density = stats.halfnorm(scale=1.0).pdf
+    expected = integrate.quad(lambda t: density(t) / (1.0 + t**2), 0.0, np.inf)[0]  # ~0.62
+    corr = np.corrcoef(flat.T)[np.triu_indices(5, 1)]
+    np.testing.assert_allclose(corr, expected, atol=0.02)
+    # the country mean of x has variance (1 + 4 E[rho^2]) / 5, as the stated law implies
+    np.testing.assert_allclose(flat.mean(axis=1).var(), (1.0 + 4.0 * expected) / 5.0, rtol=0.03)
 
 
 def test_logit_moments_match_beta_draws():
