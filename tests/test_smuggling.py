@@ -113,3 +113,35 @@ def test_recovers_known_flows_from_simulated_data(tmp_path):
         lo, hi = np.quantile(draws, [0.05, 0.95])
         assert lo < true < hi, (d, ph, lo, true, hi)
         assert np.median(draws) == pytest.approx(true, rel=0.2)
+
+
+def test_smoothed_attempts_keep_their_prior_with_measured_years_first():
+    """The multi-country demo lacks GTM's and HND's resident apprehensions of 2018: their year
+    loadings take the measured years first, so 2018's innovation moves 2018 alone, and the
+    attempts keep the AR(1) prior (correlation 0.9**|dt| of log attempts over years)."""
+    from iff.engine import build_model
+    from iff.forward import forward_draws
+    from iff.markets.smuggling import GROUPS, measured_first_loadings
+    from iff.models.structure import YEAR_CORRELATION
+    from tests.conftest import REPO
+
+    plan = prepare(load_config(REPO / "configs" / "multi-country-demo.yaml"))
+    model, ctx = build_model(plan)
+    years = [int(y) for y in ctx.coord("year")]
+    countries = list(ctx.coord("country"))
+    loadings = measured_first_loadings(ctx, years)
+    y = np.array(years, dtype=float)
+    corr = YEAR_CORRELATION ** np.abs(y[:, None] - y[None, :])
+    for loading in loadings.reshape(-1, len(years), len(years)):
+        np.testing.assert_allclose(loading @ loading.T, corr, atol=1e-12)
+    k = years.index(2018)
+    for country in ("GTM", "HND"):
+        column = loadings[countries.index(country), GROUPS.index("resident"), :, k]
+        assert column[k] > 0 and np.all(np.delete(column, k) == 0.0)
+    mex = loadings[countries.index("MEX"), GROUPS.index("resident")]  # every year measured
+    np.testing.assert_allclose(mex, np.linalg.cholesky(corr), atol=1e-12)
+
+    name = f"{MARKET}_attempts"
+    log_attempts = np.log(forward_draws(model, [name], 20_000, 7)[name])
+    draws = log_attempts[:, countries.index("GTM"), :, GROUPS.index("resident")]
+    np.testing.assert_allclose(np.corrcoef(draws.T), corr, atol=0.02)
