@@ -301,7 +301,7 @@ def measure(model: str, label: str, settings: dict, rep: int, args: argparse.Nam
             rc, err = None, f"timed out after {args.timeout} s: {(e.stderr or b'')[-2000:]!r}"
         process_s = time.perf_counter() - start
         load_after = os.getloadavg()
-        row = {"model": model, "sampler": label, "repeat": rep,
+        row = {"model": model, "sampler": label, "repeat": rep, "measured_at": created_at(),
                "process_s": round(process_s, 2),
                "load_avg_before": [round(x, 2) for x in load_before],
                "load_avg_after": [round(x, 2) for x in load_after],
@@ -472,7 +472,9 @@ def main() -> None:
     if args.merge and args.out.exists():
         old = json.loads(args.out.read_text(encoding="utf-8"))
         measured_now = {lbl for lbl in labels if lbl in SAMPLERS}
-        result["rows"] = [r for r in old.get("rows", [])
+        # rows kept from an earlier run say when they were measured (that run's created_at)
+        result["rows"] = [{"measured_at": old.get("created_at"), **r}
+                          for r in old.get("rows", [])
                           if r["model"] not in models or r["sampler"] not in measured_now]
         result["models"] = {k: v for k, v in old.get("models", {}).items() if k not in models}
     args.out.parent.mkdir(parents=True, exist_ok=True)

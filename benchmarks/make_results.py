@@ -178,6 +178,14 @@ def render_samplers(data: dict) -> list[str]:
             "best sampler:", ""]
     out += table(["model", "default sampler", "default", "failed", "best sampler", "best",
                   "failed"], verdicts)
+    dates: dict[str, set[str]] = {}
+    for r in data.get("rows", []):
+        dates.setdefault(r["model"], set()).add(
+            str(r.get("measured_at") or data.get("created_at"))[:10])
+    if len({d for ds in dates.values() for d in ds}) > 1:  # a merged file: say which is which
+        out += ["Measured on (a merged file; the header's machine and versions are the last "
+                "run's): " + "; ".join(f"{m} {', '.join(sorted(ds))}"
+                                        for m, ds in dates.items()) + ".", ""]
     loads = [r["load_avg_before"][0] for r in data.get("rows", []) if "load_avg_before" in r]
     if loads:
         out += [f"1-minute load average before the measurements: {min(loads):.1f} to "
