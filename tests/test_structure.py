@@ -54,10 +54,10 @@ def test_pooled_field_has_the_stated_law_across_countries():
     for c in range(5):
         assert stats.kstest(flat[:, c], "norm").pvalue > 0.001
     density = stats.halfnorm(scale=1.0).pdf
-    expected = integrate.quad(lambda t: density(t) / (1.0 + t**2), 0.0, np.inf)[0]  # ~0.62
+    expected = integrate.quad(lambda t: density(t) / (1.0 + t**2), 0.0, np.inf)[0]  # 0.656
     corr = np.corrcoef(flat.T)[np.triu_indices(5, 1)]
     np.testing.assert_allclose(corr, expected, atol=0.02)
-    # the country mean of x has variance (1 + 4 E[rho^2]) / 5, as the stated law implies
+    # the country mean of x has variance (1 + 4 E[1 / (1 + tau^2)]) / 5, as the law implies
     np.testing.assert_allclose(flat.mean(axis=1).var(), (1.0 + 4.0 * expected) / 5.0, rtol=0.03)
 
 
