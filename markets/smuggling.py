@@ -180,9 +180,9 @@ class SmugglingMarket(Market):
             e = pm.Normal(f"{NAME}_apprehensions_z", log_p / sigma, 1.0, dims=spec.dims)
             return pm.Deterministic(name, pt.exp(mu + sigma * e - log_p), dims=spec.dims)
         loading = measured_first_loadings(ctx, years)
-        shift = along_years(log_p / sigma, np.linalg.inv(loading), ax)
+        shift = along_years(log_p / sigma, np.linalg.inv(loading))
         e = pm.Normal(f"{NAME}_apprehensions_z", shift, 1.0, dims=spec.dims)
-        return pm.Deterministic(name, pt.exp(mu + sigma * along_years(e, loading, ax) - log_p),
+        return pm.Deterministic(name, pt.exp(mu + sigma * along_years(e, loading) - log_p),
                                 dims=spec.dims)
 
     def build(self, ctx: BuildContext) -> MarketInfo:
@@ -258,14 +258,12 @@ def measured_first_loadings(ctx: BuildContext, years: list[int]) -> np.ndarray:
     return out
 
 
-def along_years(t: pt.TensorVariable, matrices: np.ndarray, ax: int) -> pt.TensorVariable:
+def along_years(t: pt.TensorVariable, matrices: np.ndarray) -> pt.TensorVariable:
     """``out[c, y, g] = sum_k matrices[c, g, y, k] t[c, k, g]``: one year map per country and
-    group, for ``t`` with dims ``(country, year, migrant_group)`` (``ax`` the year axis, 1).
+    group, for ``t`` with the attempts' dims ``CYG`` = ``(country, year, migrant_group)``.
 
     Written as a broadcast product and a sum (small matrices, and ops that
     :mod:`iff.draws_last` vectorises with the draws last).
     """
-    if ax != 1:
-        raise ValueError(f"expected the year axis at 1 (country, year, migrant_group), got {ax}")
     per_year = np.transpose(matrices, (0, 2, 3, 1))  # (country, year out, year in, group)
     return pt.sum(pt.as_tensor_variable(per_year) * pt.expand_dims(t, 1), axis=2)
