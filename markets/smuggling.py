@@ -50,7 +50,7 @@ from iff.market import (
     QuantitySpec,
     Typology,
 )
-from iff.models.structure import YEAR_CORRELATION
+from iff.models.structure import along_years, measured_first_loadings
 from iff.priors import Support
 
 NAME = "smuggling_of_migrants"
@@ -151,7 +151,7 @@ class SmugglingMarket(Market):
         free variable ``<market>_apprehensions_z`` is the standardised log of the apprehensions
         ``A x p``: ``log A = mu + sigma * L e' - log p``, with ``L`` the year loading of the
         prior (identity, or, when smoothed, a square root of the AR(1) correlation per country
-        and group with the measured years first: :func:`measured_first_loadings`) and
+        and group with the measured years first: :func:`attempt_loadings`) and
         ``e' | p ~ N(L^-1 log(p) / sigma, 1)``. Then ``e = e' - L^-1 log(p) / sigma`` is
         N(0, 1) and independent of ``p`` (the map ``(e, p) -> (e', p)`` is a shift with unit
         Jacobian), so ``A`` keeps its declared prior exactly and the model is unchanged; only
@@ -179,10 +179,10 @@ class SmugglingMarket(Market):
         if not correlated:
             e = pm.Normal(f"{NAME}_apprehensions_z", log_p / sigma, 1.0, dims=spec.dims)
             return pm.Deterministic(name, pt.exp(mu + sigma * e - log_p), dims=spec.dims)
-        loading = measured_first_loadings(ctx, years)
-        shift = along_years(log_p / sigma, np.linalg.inv(loading))
+        loading = attempt_loadings(ctx, years)
+        shift = along_years(log_p / sigma, np.linalg.inv(loading), ax)
         e = pm.Normal(f"{NAME}_apprehensions_z", shift, 1.0, dims=spec.dims)
-        return pm.Deterministic(name, pt.exp(mu + sigma * along_years(e, loading) - log_p),
+        return pm.Deterministic(name, pt.exp(mu + sigma * along_years(e, loading, ax) - log_p),
                                 dims=spec.dims)
 
     def build(self, ctx: BuildContext) -> MarketInfo:
@@ -230,40 +230,16 @@ class SmugglingMarket(Market):
 PINNING_QUANTITIES = ("apprehensions", "smuggled_migrants")
 
 
-def measured_first_loadings(ctx: BuildContext, years: list[int]) -> np.ndarray:
-    """Square roots ``L`` of the smoothed attempts' AR(1) year correlation, one per country and
-    migrant group, shape ``(country, migrant_group, year, year)``, in the coords' order.
-
-    Every square root gives the same prior (``L e`` with ``e ~ N(0, I)`` has correlation
-    ``L L' = rho**|dt|``). This one is the Cholesky factor over the years measured for that
-    country and group first, then the others: a year without data then depends on innovations
-    of its own, not shared with a measured year. With the causal (year-order) factor, a year
-    missing between two measured ones made a narrow ridge along which the two innovations
-    traded off (correlation near -1; nutpie's min bulk ESS 240-340 of 4,000 draws on the
-    multi-country demo, at HND and GTM in 2018-2019).
-    """
-    y = np.asarray(years, dtype=float)
-    corr = YEAR_CORRELATION ** np.abs(y[:, None] - y[None, :])
+def attempt_loadings(ctx: BuildContext, years: list[int]) -> np.ndarray:
+    """Year loadings of the smoothed attempts, ``(country, migrant_group, year, year)``: per
+    country and group the square root of the AR(1) correlation with the years of
+    apprehensions or smuggled_migrants rows first
+    (:func:`iff.models.structure.measured_first_loadings`)."""
     rows = ctx.observations.for_market(NAME)
     rows = rows[rows["quantity"].isin(PINNING_QUANTITIES)]
     measured = {(str(c), str(g), int(t)) for c, g, t in
                 zip(rows["country"], rows["item"], rows["year"], strict=True)}
     countries = [str(c) for c in ctx.coord("country")]
-    out = np.zeros((len(countries), len(GROUPS), len(years), len(years)))
-    for i, country in enumerate(countries):
-        for j, group in enumerate(GROUPS):
-            order = sorted(range(len(years)),
-                           key=lambda k: ((country, group, years[k]) not in measured, years[k]))
-            out[i, j][np.ix_(order, order)] = np.linalg.cholesky(corr[np.ix_(order, order)])
-    return out
-
-
-def along_years(t: pt.TensorVariable, matrices: np.ndarray) -> pt.TensorVariable:
-    """``out[c, y, g] = sum_k matrices[c, g, y, k] t[c, k, g]``: one year map per country and
-    group, for ``t`` with the attempts' dims ``CYG`` = ``(country, year, migrant_group)``.
-
-    Written as a broadcast product and a sum (small matrices, and ops that
-    :mod:`iff.draws_last` vectorises with the draws last).
-    """
-    per_year = np.transpose(matrices, (0, 2, 3, 1))  # (country, year out, year in, group)
-    return pt.sum(pt.as_tensor_variable(per_year) * pt.expand_dims(t, 1), axis=2)
+    mask = np.array([[[(c, g, y) in measured for y in years] for g in GROUPS]
+                     for c in countries])
+    return measured_first_loadings(years, mask)

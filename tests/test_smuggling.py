@@ -121,7 +121,7 @@ def test_smoothed_attempts_keep_their_prior_with_measured_years_first():
     attempts keep the AR(1) prior (correlation 0.9**|dt| of log attempts over years)."""
     from iff.engine import build_model
     from iff.forward import forward_draws
-    from iff.markets.smuggling import GROUPS, measured_first_loadings
+    from iff.markets.smuggling import GROUPS, attempt_loadings
     from iff.models.structure import YEAR_CORRELATION
     from tests.conftest import REPO
 
@@ -129,7 +129,7 @@ def test_smoothed_attempts_keep_their_prior_with_measured_years_first():
     model, ctx = build_model(plan)
     years = [int(y) for y in ctx.coord("year")]
     countries = list(ctx.coord("country"))
-    loadings = measured_first_loadings(ctx, years)
+    loadings = attempt_loadings(ctx, years)
     y = np.array(years, dtype=float)
     corr = YEAR_CORRELATION ** np.abs(y[:, None] - y[None, :])
     for loading in loadings.reshape(-1, len(years), len(years)):

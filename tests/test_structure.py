@@ -6,12 +6,19 @@ from __future__ import annotations
 
 import numpy as np
 import pymc as pm
+import pytensor.tensor as pt
 import pytest
 import yaml
 from scipy import integrate, stats
 
 from iff import run
-from iff.models.structure import ar1_loading, logit_moments, standard_field
+from iff.models.structure import (
+    along_years,
+    ar1_loading,
+    logit_moments,
+    measured_first_loadings,
+    standard_field,
+)
 from tests.conftest import write_csv
 
 MARKET = "smuggling_of_migrants"
@@ -24,6 +31,37 @@ def test_ar1_loading_gives_the_stationary_correlation_with_gaps():
     y = np.array(years, dtype=float)
     np.testing.assert_allclose(loading @ loading.T, rho ** np.abs(y[:, None] - y[None, :]),
                                rtol=1e-12)
+
+
+def test_measured_first_loadings_are_square_roots_with_unmeasured_years_alone():
+    years = [2015, 2016, 2018, 2019, 2020]  # a gap: correlation 0.9**|dt| all the same
+    measured = np.array([[True, False, True, False, True], [True] * 5, [False] * 5])
+    loadings = measured_first_loadings(years, measured)
+    y = np.array(years, dtype=float)
+    corr = 0.9 ** np.abs(y[:, None] - y[None, :])
+    for loading in loadings:
+        np.testing.assert_allclose(loading @ loading.T, corr, atol=1e-12)
+    # measured years of the first series load on measured years' innovations only; an
+    # unmeasured year loads on its own innovation
+    seen, unseen = np.flatnonzero(measured[0]), np.flatnonzero(~measured[0])
+    assert np.all(loadings[0][np.ix_(seen, unseen)] == 0.0)
+    assert np.all(np.diag(loadings[0])[unseen] > 0)
+    np.testing.assert_allclose(loadings[1], np.linalg.cholesky(corr), atol=1e-12)
+    np.testing.assert_allclose(loadings[2], np.linalg.cholesky(corr), atol=1e-12)
+
+
+@pytest.mark.parametrize("year_axis", [0, 1, 2])
+def test_along_years_applies_each_series_its_own_matrix(year_axis):
+    rng = np.random.default_rng(3)
+    dims = [2, 3]
+    shape = list(dims)
+    shape.insert(year_axis, 4)
+    t = rng.normal(size=shape)
+    matrices = rng.normal(size=(*dims, 4, 4))
+    got = along_years(pt.as_tensor_variable(t), matrices, year_axis).eval()
+    moved = np.moveaxis(t, year_axis, -1)  # (*dims, year)
+    expect = np.moveaxis(np.einsum("abyk,abk->aby", matrices, moved), -1, year_axis)
+    np.testing.assert_allclose(got, expect, atol=1e-12)
 
 
 def test_structured_field_keeps_unit_marginals_and_correlates():
